@@ -1,0 +1,74 @@
+# One-command set-up: `make demo` and `make test` install everything they need on a fresh
+# Debian 12 / Python 3.11 machine into .venv/, build the package into build/ and install/, and
+# reuse both on later runs.
+
+PYTHON      ?= python3
+VENV        := .venv
+VENV_STAMP  := $(VENV)/.installed
+BUILD_STAMP := install/meta_tracker_ros/share/meta_tracker_ros/package.xml
+RUN         := bash tools/with_env.sh
+DATA        ?= ../shared/data
+INPUT       ?=
+BOX         ?=
+JSON        ?= results/benchmark.json
+
+INTERFACES  := $(wildcard msg/*.msg srv/*.srv)
+PY_SOURCES  := $(shell find meta_tracker_ros scripts -type f \( -name '*.py' -o -perm -u+x \) 2>/dev/null)
+
+.PHONY: env build test lint demo bench clean distclean constraints
+
+env: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt constraints.txt tools/fix_ros_cmake_paths.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -r requirements.txt
+	$(VENV)/bin/python tools/fix_ros_cmake_paths.py
+	touch $@
+
+build: $(BUILD_STAMP)
+
+# --symlink-install: edits to Python files are live without a rebuild; new files, msg/srv and
+# CMake changes rebuild (about 10 s).
+# The venv lives inside the source tree, and CMake refuses to export an include directory below
+# the source tree (NumPy's headers, used by the generated Python type support) unless it is below
+# the install prefix. A symlink there, passed as FindPython's NumPy hint, satisfies that check;
+# workspaces with a system ROS 2 need none of this.
+NUMPY_LINK  := install/meta_tracker_ros/include/numpy_headers
+
+$(BUILD_STAMP): $(VENV_STAMP) CMakeLists.txt package.xml $(INTERFACES) $(PY_SOURCES) $(wildcard launch/* config/*)
+	mkdir -p $(dir $(NUMPY_LINK))
+	ln -sfn "$$($(VENV)/bin/python -c 'import numpy; print(numpy.get_include())')" $(NUMPY_LINK)
+	$(RUN) colcon --log-base log build --symlink-install --base-paths . \
+		--build-base build --install-base install \
+		--event-handlers console_direct- \
+		--cmake-args -DPython3_EXECUTABLE=$(CURDIR)/$(VENV)/bin/python -DBUILD_TESTING=OFF \
+		-DPython3_NumPy_INCLUDE_DIR=$(CURDIR)/$(NUMPY_LINK)
+	touch $@
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check meta_tracker_ros test tools
+
+test: build lint
+	$(RUN) bash .ci/pytest.sh
+
+demo: build
+	$(RUN) python -m meta_tracker_ros.tools.demo --output demo_output \
+		$(if $(INPUT),--input $(INPUT)) $(if $(BOX),--box $(BOX))
+
+# Full accuracy/speed benchmark on ../shared/data, ours and CSRT/KCF in the same run.
+bench: build
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,csrt,kcf \
+		--json $(JSON) --plots results/plots
+
+constraints:
+	$(VENV)/bin/python -m pip freeze | grep -vE '^(torch==|-e )' > constraints.txt.new
+	echo "torch==2.13.0" >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf build install log demo_output results
+
+distclean: clean
+	rm -rf $(VENV)

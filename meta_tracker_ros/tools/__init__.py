@@ -1,0 +1,1 @@
+"""Command-line tools: demo and helpers built on the core and the nodes."""

@@ -41,11 +41,19 @@ class BackboneConfig:
 
 
 @dataclass
+class MaskConfig:
+    """Segmentation head (owned by core/heads/mask_head.py; fields added there as needed)."""
+
+    enabled: bool = True
+
+
+@dataclass
 class TrackerConfig:
     """All tracker knobs. Sections are filled in by the modules that own them."""
 
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
 
     # ------------------------------------------------------------------ YAML in and out
     @classmethod

@@ -42,9 +42,118 @@ class BackboneConfig:
 
 @dataclass
 class MaskConfig:
-    """Segmentation head (owned by core/heads/mask_head.py; fields added there as needed)."""
+    """Segmentation head (owned by core/heads/mask_head.py): training-free colour + box prior."""
 
     enabled: bool = True
+    context: float = 2.0  # working window side / box side (the ring outside the box is bg)
+    work_size: int = 128  # long side of the working window in pixels
+    max_upscale: float = 2.0  # never upsample small targets by more than this
+    color_space: str = "lab"  # lab | hsv | ycrcb | bgr: space of the joint colour histogram
+    color_bins: int = 16  # histogram bins per colour channel (bins**3 joint bins)
+    color_floor: float = 1.0  # added to each bin, in units of a uniform histogram (smoothing)
+    color_clip: float = 4.0  # |log likelihood ratio| cap per pixel
+    color_weight: float = 1.0  # weight of the colour log ratio in the fused logit
+    prior_slope_in: float = 2.0  # box prior logit per unit of normalised depth inside the box
+    prior_slope_out: float = 8.0  # box prior logit per unit of normalised distance outside
+    prior_bias: float = 0.0  # box prior logit on the box edge
+    init_fg_shrink: float = 0.0  # initial fg label = box shrunk by this fraction per side
+    init_iters: int = 3  # GrabCut-like rounds re-learning the fg colours at init
+    guided_radius: float = 4.0  # guided filter radius in pixels at work_size 128 (0: off)
+    guided_eps: float = 1e-2  # guided filter regulariser on [0, 1] intensities
+    shape_weight: float = 0.0  # weight of the shape memory logit
+    shape_grid: int = 64  # side of the box-relative grid of the shape memory
+    shape_lr: float = 0.1  # shape memory update rate
+    color_lr: float = 0.05  # colour histogram update rate on confident frames
+    anchor_weight: float = 0.5  # share of the first-frame colour models kept forever
+    update_margin: float = 0.2  # pixels with p > 1 - m (fg) or p < m (bg) feed the updates
+    min_pixels: int = 16  # MaskEstimate.box() is None below this many fg pixels
+
+
+@dataclass
+class SearchConfig:
+    """Search region cropped around the target before the backbone (see geometry.search_crop)."""
+
+    search_area: float = 4.5  # crop side = search_area * sqrt(w * h) image pixels
+    crop_size: int = 256  # crop side in pixels after resizing (a multiple of 16)
+    min_side: float = 80.0  # smallest crop side in image pixels (tiny targets get upsampled)
+    lost_growth: float = 1.15  # per LOST frame, the search area grows by this factor ...
+    max_search_area: float = 9.0  # ... up to this many target sizes
+    min_target_size: float = 4.0  # smallest box side reported, image pixels
+
+
+@dataclass
+class ClassifierConfig:
+    """Online target classifier: a correlation filter on projected backbone features."""
+
+    feature_levels: list[str] = field(default_factory=lambda: ["s8", "s16"])
+    proj_dim: int = 64  # PCA channels kept (fitted on the first frame, then fixed)
+    filter_cells: float = 1.0  # filter size = this x target size in feature cells
+    max_filter_size: int = 9  # odd cap on the filter side, cells
+    label_sigma: float = 0.25  # Gaussian label sigma = this x sqrt(target area in cells)
+    hinge_threshold: float = 0.05  # labels below this are background: hinge loss there
+    ridge_reg: float = 0.1  # lambda of the closed-form ridge init (relative to mean energy)
+    ridge_negatives: int = 8  # background patches in the ridge init (ring around the target)
+    reg: float = 0.01  # lambda of the refinement loss (relative to mean feature energy)
+    init_steps: int = 10  # steepest-descent steps after the ridge init
+    step_size: float = 1.0  # scalar multiplier (beta) on the exact line-search step
+    augment: bool = True  # first-frame augmentations (shifts, flip, blur, rotation)
+    window_influence: float = 0.25  # Hann-window blend in localisation (0 = none)
+    weights_path: str = ""  # torch.save'd {"filter": (1,C,k,k), "step_scale": (C,)}, "" = none
+
+
+@dataclass
+class MemoryConfig:
+    """Bounded training-sample memory of confident frames."""
+
+    size: int = 50  # samples kept (first frame included)
+    learning_rate: float = 0.01  # weight of a new sample relative to the sum (decay gamma)
+    hard_negative_learning_rate: float = 0.02  # gamma for frames with a distractor peak
+    init_weight_floor: float = 0.35  # total weight kept by the first-frame samples
+    update_interval: int = 10  # optimise every N frames ...
+    update_steps: int = 2  # ... with this many steepest-descent steps
+    hard_negative_steps: int = 1  # steps taken immediately on a distractor frame
+    min_score: float = 0.5  # relative peak needed to write a sample (confidence gate)
+
+
+@dataclass
+class LocalizationConfig:
+    """Peak finding and the TRACKING / UNCERTAIN / LOST state machine (scores are relative)."""
+
+    uncertain_threshold: float = 0.4  # relative peak below this: UNCERTAIN
+    lost_threshold: float = 0.2  # below this: not found (UNCERTAIN, then LOST)
+    lost_after: int = 3  # consecutive not-found frames before LOST
+    reacquire_threshold: float = 0.45  # a LOST target is re-acquired above this
+    distractor_ratio: float = 0.8  # second peak above this x first peak: ambiguous
+    hard_negative_ratio: float = 0.5  # second peak above this x first peak: hard negative
+    suppress_size: float = 1.1  # peak suppression window radius, x target size
+    score_reference_floor: float = 0.2  # floor on the first-frame peak used to normalise
+
+
+@dataclass
+class ScaleConfig:
+    """DSST-style scale filter on backbone features resampled at several scales."""
+
+    enabled: bool = True
+    num_scales: int = 17
+    scale_step: float = 1.03
+    sample_cells: int = 6  # each scale sample is resampled to this many cells per side
+    learning_rate: float = 0.025  # numerator/denominator update rate
+    reg: float = 0.01
+    sigma_factor: float = 0.25  # label sigma over scales = this x sqrt(num_scales)
+    damping: float = 0.6  # fraction of the estimated scale change applied per frame
+    max_change: float = 1.1  # per-frame clip of the size change (and 1/max_change)
+    min_score: float = 0.4  # relative classifier peak needed to change the size
+
+
+@dataclass
+class MaskFusionConfig:
+    """How the tracker uses the mask head (thresholds on the tracker side only)."""
+
+    feature_levels: list[str] = field(default_factory=lambda: ["s4", "s8", "s16"])
+    box_min_confidence: float = 0.6  # mask box used as output when confidence is above this
+    box_min_iou: float = 0.5  # ... and it overlaps the classifier box at least this much
+    max_scale_change: float = 1.2  # per-frame clip of the size change from the mask box
+    update_min_confidence: float = 0.7  # mask head update() only above this confidence
 
 
 @dataclass
@@ -54,6 +163,12 @@ class TrackerConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    mask_fusion: MaskFusionConfig = field(default_factory=MaskFusionConfig)
 
     # ------------------------------------------------------------------ YAML in and out
     @classmethod
@@ -173,6 +288,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+    if origin is list:
+        (arg,) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(arg, v, where) for v in value]
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:

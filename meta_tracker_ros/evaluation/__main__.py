@@ -1,0 +1,167 @@
+"""Command line of the evaluation harness.
+
+    python -m meta_tracker_ros.evaluation --data DIR --tracker meta|csrt|kcf[,...] \\
+        [--config YAML] [--format auto|shared|got10k|lasot|vot|davis] [--names a,b] \\
+        [--max-frames N] --json OUT.json [--markdown OUT.md] [--plots DIR]
+
+With one tracker the JSON is that tracker's result object; with a comma list the trackers run
+interleaved in one pass and the JSON is ``{"runs": {name: result}, "data", "machine", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
+from meta_tracker_ros.evaluation.datasets import FORMATS, load_sequences
+from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
+
+TRACKERS = ("meta", *BASELINES)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m meta_tracker_ros.evaluation",
+        description="One-pass evaluation (success AUC, P@20, normalized precision, mask J, FPS).",
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset root directory")
+    p.add_argument(
+        "--tracker",
+        required=True,
+        help=f"tracker or comma list of trackers to compare in one run ({', '.join(TRACKERS)})",
+    )
+    p.add_argument("--config", type=Path, help="tracker YAML (meta tracker only)")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="dataset layout")
+    p.add_argument("--names", help="comma list of sequence names (default: all)")
+    p.add_argument("--max-frames", type=int, help="use only the first N frames of each sequence")
+    p.add_argument("--json", required=True, type=Path, help="write results here")
+    p.add_argument("--markdown", type=Path, help="write a README-ready results table here")
+    p.add_argument("--plots", type=Path, help="write success/precision/attribute PNGs here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def machine_info() -> dict[str, Any]:
+    """What the FPS numbers were measured on (they mean little without it)."""
+    import cv2
+    import numpy as np
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactory]:
+    factories: dict[str, TrackerFactory] = {}
+    for name in names:
+        if name == "meta":
+            from meta_tracker_ros.core import create_tracker  # only imported when asked for
+
+            cfg = str(config) if config is not None else None
+            factories[name] = lambda cfg=cfg: create_tracker(cfg)
+        else:
+            factories[name] = lambda kind=name: create_baseline(kind)
+    return factories
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation; returns the process exit code (0 ok, 2 usage or data errors)."""
+    args = _parser().parse_args(argv)
+    trackers = [t.strip().lower() for t in args.tracker.split(",") if t.strip()]
+    unknown = [t for t in trackers if t not in TRACKERS]
+    if not trackers or unknown or len(set(trackers)) != len(trackers):
+        print(f"error: --tracker takes distinct names from {', '.join(TRACKERS)}", file=sys.stderr)
+        return 2
+    if args.config is not None and not args.config.is_file():
+        print(f"error: config {args.config} does not exist", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    try:
+        fmt, sequences = load_sequences(args.data, args.format, names)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not sequences:
+        print(f"error: no sequences found in {args.data} (format {fmt})", file=sys.stderr)
+        return 2
+    if args.max_frames is not None:
+        sequences = [s.truncated(args.max_frames) for s in sequences]
+    try:
+        factories = _factories(trackers, args.config)
+    except ImportError as exc:
+        print(f"error: cannot import the tracker: {exc}", file=sys.stderr)
+        return 2
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    machine = machine_info()
+    runs = run_benchmark(factories, sequences, progress=not args.no_progress)
+    results = {name: summarize_tracker(name, runs[name], sequences) for name in trackers}
+    machine["loadavg_1m_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+    context = {
+        "data": {
+            "path": str(args.data.resolve()),
+            "format": fmt,
+            "sequences": len(sequences),
+            "frames": sum(len(s) for s in sequences),
+            "max_frames": args.max_frames,
+            "coord_offsets": {s.name: s.meta.get("coord_offset") for s in sequences},
+        },
+        "config": str(args.config) if args.config else None,
+        "machine": machine,
+        "command": shlex.join(
+            [Path(sys.executable).name, "-m", "meta_tracker_ros.evaluation"]
+            + (argv if argv is not None else sys.argv[1:])
+        ),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "metrics": "see meta_tracker_ros/evaluation/metrics.py (AUC: 21 thresholds, IoU > t, "
+        "first frame and absent-GT frames excluded; perfect tracker = 20/21)",
+    }
+    if len(trackers) == 1:
+        out: dict[str, Any] = {**results[trackers[0]], **context}
+    else:
+        out = {"runs": results, **context}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1, allow_nan=False) + "\n")
+
+    from meta_tracker_ros.evaluation.report import markdown_table, summary_table, write_plots
+
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown_table(results))
+    if args.plots:
+        write_plots(results, args.plots)
+    print(f"\n{len(sequences)} sequences, {context['data']['frames']} frames ({fmt})")
+    print(summary_table(results))
+    print(f"results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

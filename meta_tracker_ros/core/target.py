@@ -1,0 +1,269 @@
+"""Everything the tracker knows about one target, and its per-frame update given features.
+
+Why a separate object: the multi-target tracker runs the backbone once per frame on a batch of
+all targets' search crops, then hands each target its slice of the features. Keeping all
+per-target state (position, size, classifier, memory, scale filter, state machine, mask head)
+here means the single-target tracker is just the multi-target one with one target: one code
+path for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from meta_tracker_ros.core.backbone.base import LITE0_LEVELS
+from meta_tracker_ros.core.config import TrackerConfig
+from meta_tracker_ros.core.geometry import Crop, clamp_box, iou_xywh, search_crop
+from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
+from meta_tracker_ros.core.localization import (
+    PeakKind,
+    StateMachine,
+    find_peak,
+    gaussian_label,
+    hann2d,
+)
+from meta_tracker_ros.core.memory import SampleMemory
+from meta_tracker_ros.core.scale import ScaleFilter, smooth_size
+from meta_tracker_ros.core.types import Box, TrackResult, TrackState
+
+
+def _iround(v: float) -> int:
+    """Round half up to an int (also for numpy and torch scalars)."""
+    return math.floor(float(v) + 0.5)
+
+
+log = logging.getLogger(__name__)
+
+
+def crop_size_for(config: TrackerConfig, search_area: float) -> int:
+    """Crop side in pixels that keeps the target's pixel size when the search area grows."""
+    s = config.search
+    size = s.crop_size * search_area / s.search_area
+    return max(16, _iround(size / 16.0) * 16)
+
+
+class TargetTrack:
+    """State of one tracked target. Call :meth:`initialize` once, then :meth:`step` per frame."""
+
+    def __init__(self, config: TrackerConfig, device: torch.device, mask_head=None) -> None:
+        self.cfg = config
+        self.device = device
+        self.stride = LITE0_LEVELS[config.classifier.feature_levels[0]][1]
+        self.projector = FeatureProjector(
+            config.classifier.feature_levels, config.classifier.proj_dim
+        )
+        self.classifier: FilterClassifier | None = None
+        self.memory = SampleMemory(config.memory.size, config.memory.init_weight_floor)
+        self.scale = ScaleFilter(config.scale)
+        self.states = StateMachine(config.localization)
+        self.mask_head = mask_head
+        self.center = (0.0, 0.0)
+        self.size = (1.0, 1.0)
+        self.search_area = config.search.search_area
+        self.reference = 1.0
+        self.frame = 0
+        self.image_size = (1, 1)
+        self._windows: dict[tuple[int, int], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ geometry helpers
+    def next_crop(self) -> Crop:
+        """Search region for the coming frame (wider while the target is missing)."""
+        s = self.cfg.search
+        return search_crop(
+            self.center,
+            self.size,
+            self.search_area,
+            crop_size_for(self.cfg, self.search_area),
+            s.min_side * self.search_area / s.search_area,
+        )
+
+    def _to_cell(self, u: float) -> float:
+        return (u - (self.stride - 1) / 2.0) / self.stride
+
+    def _to_px(self, cell: float) -> float:
+        return cell * self.stride + (self.stride - 1) / 2.0
+
+    def _cells(self, crop: Crop, center: tuple[float, float], size: tuple[float, float]):
+        u, v = crop.to_crop_point(*center)
+        pos = (self._to_cell(v), self._to_cell(u))
+        dims = (size[1] * crop.scale / self.stride, size[0] * crop.scale / self.stride)
+        return pos, dims
+
+    def _label(self, shape, pos, dims) -> torch.Tensor:
+        sigma = self.cfg.classifier.label_sigma * math.sqrt(dims[0] * dims[1])
+        return gaussian_label(shape, pos, sigma, self.device)
+
+    def box(self) -> Box:
+        cx, cy = self.center
+        w, h = self.size
+        return clamp_box((cx - w / 2, cy - h / 2, w, h), self.image_size, 1.0)
+
+    # ------------------------------------------------------------------ first frame
+    def initialize(
+        self,
+        frame: np.ndarray,
+        box: Box,
+        crop: Crop,
+        centres: list[tuple[float, float]],
+        feats: dict[str, torch.Tensor],
+        init_mask: np.ndarray | None,
+    ) -> None:
+        """Fit projection, classifier, memory and scale filter on the augmented first crops."""
+        self.image_size = (frame.shape[1], frame.shape[0])
+        x0, y0, w, h = box
+        self.center = (x0 + w / 2.0, y0 + h / 2.0)
+        self.size = (w, h)
+        self.projector.fit(feats)
+        x = self.projector(feats)
+        _, dims = self._cells(crop, self.center, self.size)
+        shape = tuple(x.shape[-2:])
+        labels, positions = [], []
+        for u, v in centres:
+            pos = (self._to_cell(v), self._to_cell(u))
+            positions.append(pos)
+            labels.append(self._label(shape, pos, dims))
+        y = torch.cat(labels)
+        n = x.shape[0]
+        weights = torch.full((n,), 1.0 / n, device=self.device)
+        self.classifier = FilterClassifier(self.cfg.classifier, x.shape[1], self.device)
+        self.classifier.initialize(x, y, weights, positions[0], dims)
+        self.memory.initialize(x, y)
+        peak = float(self.classifier.scores(x[0:1]).max())
+        self.reference = max(peak, self.cfg.localization.score_reference_floor)
+        if self.cfg.scale.enabled:
+            self.scale.initialize(x[0:1], positions[0], dims)
+        if self.mask_head is not None:
+            fm = {lv: f[0:1] for lv, f in feats.items()}
+            self.mask_head.initialize(frame, box, fm, crop, init_mask)
+        self.frame = 0
+
+    # ------------------------------------------------------------------ per frame
+    def _window(self, shape: tuple[int, int]) -> np.ndarray:
+        if shape not in self._windows:
+            self._windows[shape] = hann2d(*shape)
+        return self._windows[shape]
+
+    def step(self, frame: np.ndarray, feats: dict[str, torch.Tensor], crop: Crop) -> TrackResult:
+        """Localise, rescale, update state / memory / filter, run the mask head."""
+        assert self.classifier is not None
+        cfg = self.cfg
+        self.frame += 1
+        self.image_size = (frame.shape[1], frame.shape[0])
+        was_lost = self.states.state == TrackState.LOST
+        x = self.projector(feats)
+        score = self.classifier.scores(x)[0, 0].cpu().numpy()
+        prev_pos, dims = self._cells(crop, self.center, self.size)
+        use_window = not was_lost and self.states.misses == 0
+        peak = find_peak(
+            score,
+            self.reference,
+            prev_pos,
+            dims,
+            self._window(score.shape) if use_window else None,
+            cfg.classifier.window_influence,
+            cfg.localization,
+        )
+        state = self.states.step(peak)
+        found = state != TrackState.LOST and peak.kind != PeakKind.NOT_FOUND
+        if found:
+            u, v = self._to_px(peak.col), self._to_px(peak.row)
+            self.center = crop.to_image_point(u, v)
+            pos = (peak.row, peak.col)
+            if cfg.scale.enabled and peak.value >= cfg.scale.min_score:
+                factor = self.scale.estimate(x, pos, dims)
+                self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
+            self.search_area = cfg.search.search_area
+        else:
+            pos = prev_pos
+            self.search_area = min(
+                self.search_area * cfg.search.lost_growth, cfg.search.max_search_area
+            )
+        self._clamp_state()
+
+        mask = None
+        if cfg.mask.enabled:
+            mask = self._run_mask(frame, feats, crop, state, peak.value)
+        if state == TrackState.TRACKING:
+            self._learn(x, pos, crop, peak)
+        box = self.box()
+        return TrackResult(
+            box=box,
+            score=float(np.clip(peak.value, 0.0, 1.0)),
+            state=state,
+            mask=mask,
+            frames_since_seen=self.states.frames_since_seen,
+            debug={"peak_kind": peak.kind.value, "second": peak.second, "crop": crop},
+        )
+
+    def _clamp_state(self) -> None:
+        s = self.cfg.search
+        w, h = self.size
+        width, height = self.image_size
+        w = float(np.clip(w, s.min_target_size, width))
+        h = float(np.clip(h, s.min_target_size, height))
+        x, y, w, h = clamp_box(
+            (self.center[0] - w / 2, self.center[1] - h / 2, w, h), self.image_size, 1.0
+        )
+        self.center = (x + w / 2, y + h / 2)
+        self.size = (w, h)
+
+    def _learn(self, x: torch.Tensor, pos, crop: Crop, peak) -> None:
+        """Confidence-gated memory write and the scheduled / immediate filter refinement."""
+        cfg = self.cfg
+        m = cfg.memory
+        assert self.classifier is not None and self.memory.features is not None
+        if peak.value < m.min_score or peak.kind == PeakKind.AMBIGUOUS:
+            return
+        # Label at the (possibly rescaled) target in this crop.
+        pos, dims = self._cells(crop, self.center, self.size)
+        hard = peak.kind == PeakKind.HARD_NEGATIVE
+        if x.shape[1:] == self.memory.features.shape[1:]:
+            label = self._label(tuple(x.shape[-2:]), pos, dims)
+            lr = m.hard_negative_learning_rate if hard else m.learning_rate
+            self.memory.add(x, label, lr)
+        if cfg.scale.enabled:
+            self.scale.update(x, pos, dims)
+        steps = 0
+        if hard:
+            steps = m.hard_negative_steps
+        elif m.update_interval > 0 and self.frame % m.update_interval == 0:
+            steps = m.update_steps
+        if steps > 0:
+            self.classifier.refine(*self.memory.samples(), steps)
+
+    def _run_mask(self, frame, feats, crop, state: TrackState, score: float):
+        """Mask head (RTS-style): box from a confident mask, classifier box as the fallback."""
+        h, w = frame.shape[:2]
+        if state == TrackState.LOST:
+            return np.zeros((h, w), np.uint8)
+        if self.mask_head is None:  # no head available: the box as a mask
+            mask = np.zeros((h, w), np.uint8)
+            x0, y0, bw, bh = self.box()
+            mask[
+                max(0, _iround(y0)) : max(0, _iround(y0 + bh)),
+                max(0, _iround(x0)) : max(0, _iround(x0 + bw)),
+            ] = 255
+            return mask
+        mf = self.cfg.mask_fusion
+        box = self.box()
+        est = self.mask_head.segment(frame, box, feats, crop)
+        mbox = est.box()
+        if (
+            state == TrackState.TRACKING
+            and mbox is not None
+            and est.confidence >= mf.box_min_confidence
+            and iou_xywh(mbox, box) >= mf.box_min_iou
+        ):
+            lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
+            nw = float(np.clip(mbox[2], self.size[0] * lo, self.size[0] * hi))
+            nh = float(np.clip(mbox[3], self.size[1] * lo, self.size[1] * hi))
+            self.center = (mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0)
+            self.size = (nw, nh)
+            self._clamp_state()
+        if state == TrackState.TRACKING and est.confidence >= mf.update_min_confidence:
+            self.mask_head.update(frame, est, self.box())
+        return est.full_mask((w, h))

@@ -197,11 +197,13 @@ def check_metadata(
     input_size: int | tuple[int, int] | None = None,
     where: str = "ONNX file",
     tol: float = 1e-6,
+    weights_sha256: str | None = None,
 ) -> None:
     """Refuse a file that cannot serve ``levels`` with this ``mean``/``std`` (and size).
 
     Extra levels in the file are allowed (their outputs are ignored); a missing level, a
-    different normalisation or, when ``input_size`` is given, a different fixed crop size raise
+    different normalisation, and when given a different fixed crop size (``input_size``) or
+    different weights (``weights_sha256``, hex sha256 of the ``.pth`` file) raise
     :class:`OnnxMetadataError` naming both sides, because a silent mismatch would give the
     heads features they were never adapted on.
     """
@@ -222,6 +224,11 @@ def check_metadata(
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if tuple(hw) != tuple(meta.input_size):
             problems.append(f"input size {hw} requested, file is fixed at {meta.input_size}")
+    if weights_sha256 is not None and weights_sha256 != meta.weights_sha256:
+        problems.append(
+            f"weights sha256 {weights_sha256[:12]}... requested, file was exported from "
+            f"{meta.weights_sha256[:12]}..."
+        )
     if problems:
         raise OnnxMetadataError(f"{where} does not match the config: " + "; ".join(problems))
 

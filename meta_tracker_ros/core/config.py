@@ -28,9 +28,6 @@ class RuntimeConfig:
     num_threads: int = 0  # CPU threads for torch (0: leave torch's default)
     engine_dir: str = ""  # TensorRT engine cache ("" = ~/.cache/meta_tracker_ros/engines)
     onnx_path: str = ""  # exported backbone for onnxruntime / tensorrt ("" = export on demand)
-    # Crop side (px) that on-demand ONNX exports and TensorRT profiles are built for; must equal
-    # the tracker's search-region size (a fixed-size file refuses other sizes with an error).
-    input_size: int = 256
     max_batch: int = 4  # most crops per backbone pass a TensorRT engine accepts (targets)
     onnx_cache_dir: str = ""  # on-demand ONNX exports ("" = ~/.cache/meta_tracker_ros/onnx)
     force_engine_rebuild: bool = False  # rebuild the TensorRT engine even on a cache hit

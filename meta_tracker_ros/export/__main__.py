@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m meta_tracker_ros.export", description=__doc__)
     parser.add_argument("--levels", default="s4,s8,s16", help="feature levels, e.g. s4,s8,s16")
-    parser.add_argument("--size", type=int, default=256, help="crop side in pixels (x32)")
+    parser.add_argument(
+        "--size", type=int, default=256, help="crop side in pixels (multiple of the deepest stride)"
+    )
     parser.add_argument("--output", required=True, help="output directory or .onnx file path")
     parser.add_argument("--mean", type=_floats, default=(0.5, 0.5, 0.5), help="RGB mean on [0,1]")
     parser.add_argument("--std", type=_floats, default=(0.5, 0.5, 0.5), help="RGB std on [0,1]")

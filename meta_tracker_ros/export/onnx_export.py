@@ -13,8 +13,8 @@ Design choices, recorded in the file itself (``metadata_props``) so a runtime ca
 - **The spatial size is fixed by default** (``--size``): the tracker always resizes its search
   region to one crop side, and TensorRT picks its best kernels for one shape. ``dynamic_size``
   exports symbolic H and W for onnxruntime users who need several sizes; the padding of
-  EfficientNet-Lite's "same" convolutions is static, so any multiple of 32 gives the same
-  function as PyTorch.
+  EfficientNet-Lite's "same" convolutions is static, so any multiple of the deepest stride
+  gives the same function as PyTorch.
 - **Outputs are named after the levels** (``s4``, ``s8`` ...), so runtimes bind them by name.
 """
 
@@ -258,7 +258,8 @@ def export_onnx(
 ) -> ExportResult:
     """Export Lite0 features to ``output`` (a ``.onnx`` path), embed metadata, check parity.
 
-    ``size`` is the crop side in pixels (a multiple of 32 keeps every level's map exact). When
+    ``size`` is the crop side in pixels, a multiple of the deepest level's stride so every
+    level's map has an exact size. When
     ``verify`` is set the file is run through onnxruntime on ``verify_images`` ((N, 3, H, W)
     RGB in [0, 1]; a deterministic textured batch of 2 when None) and compared with PyTorch;
     a max abs difference above ``atol`` raises RuntimeError and the file is removed. The file
@@ -267,8 +268,9 @@ def export_onnx(
     import onnx
 
     levels = parse_levels(levels)
-    if size % 32:
-        raise ValueError(f"size must be a multiple of 32 (the deepest stride), got {size}")
+    deepest = max(LITE0_LEVELS[lv][1] for lv in levels)
+    if size % deepest:
+        raise ValueError(f"size must be a multiple of {deepest} (the deepest stride), got {size}")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     weights_path = weights or default_weights_path()

@@ -141,7 +141,7 @@ def test_file_without_metadata_refused(tmp_path):
 
 
 def test_bad_size_and_levels_rejected(tmp_path):
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ValueError, match="multiple of 16"):
         export_onnx(tmp_path / "x.onnx", LEVELS, size=250)
     with pytest.raises(ValueError, match="bad levels"):
         export_onnx(tmp_path / "x.onnx", ("s5",), size=256)

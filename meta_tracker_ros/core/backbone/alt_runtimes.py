@@ -60,7 +60,7 @@ def create(backend: str, config: TrackerConfig, levels: Sequence[str], device: s
             std=config.backbone.std,
             device=device,
             precision=rt.precision,
-            input_size=rt.input_size,
+            input_size=config.search.crop_size,
             max_batch=rt.max_batch,
             engine_dir=rt.engine_dir,
             force_rebuild=rt.force_engine_rebuild,
@@ -75,7 +75,7 @@ def create(backend: str, config: TrackerConfig, levels: Sequence[str], device: s
             device=device,
             precision=rt.precision,
             num_threads=rt.num_threads,
-            input_size=rt.input_size,
+            input_size=config.search.crop_size,
             engine_dir=rt.engine_dir,
             weights_sha256=_weights_sha256(config.backbone.weights),
         )
@@ -114,7 +114,7 @@ def _weights_sha256(weights: str) -> str | None:
 
 
 def on_demand_onnx_path(config: TrackerConfig, levels: Sequence[str], weights_sha: str) -> Path:
-    """Cache file name for an export of ``levels`` at ``runtime.input_size`` with this config.
+    """Cache file name for an export of ``levels`` at ``search.crop_size`` with this config.
 
     The name carries a digest of everything the exported function depends on (levels, size,
     mean/std, weights, package version), so a config change exports a new file instead of
@@ -125,7 +125,7 @@ def on_demand_onnx_path(config: TrackerConfig, levels: Sequence[str], weights_sh
     rt, bb = config.runtime, config.backbone
     ident = {
         "levels": list(levels),
-        "size": rt.input_size,
+        "size": config.search.crop_size,
         "mean": [float(v) for v in bb.mean],
         "std": [float(v) for v in bb.std],
         "weights": weights_sha,
@@ -134,7 +134,8 @@ def on_demand_onnx_path(config: TrackerConfig, levels: Sequence[str], weights_sh
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(os.path.expanduser(rt.onnx_cache_dir)) if rt.onnx_cache_dir else None
     directory = base or default_onnx_cache_dir()
-    return directory / f"efficientnet-lite0_{'-'.join(levels)}_{rt.input_size}_{digest}.onnx"
+    size = config.search.crop_size
+    return directory / f"efficientnet-lite0_{'-'.join(levels)}_{size}_{digest}.onnx"
 
 
 def resolve_onnx(config: TrackerConfig, levels: Sequence[str]) -> Path:
@@ -156,7 +157,7 @@ def resolve_onnx(config: TrackerConfig, levels: Sequence[str]) -> Path:
     log.info("exporting the backbone to %s (once; reused on later starts)", path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     result = export_onnx(
-        path, levels, rt.input_size, bb.mean, bb.std, weights=bb.weights, verify=True
+        path, levels, config.search.crop_size, bb.mean, bb.std, weights=bb.weights, verify=True
     )
     log.info("ONNX parity vs PyTorch (max abs diff): %s", result.max_abs_diff)
     return path
@@ -186,7 +187,7 @@ def _check_images(images: torch.Tensor, fixed: tuple[int, int] | None, where: st
     if fixed is not None and tuple(images.shape[2:]) != tuple(fixed):
         raise ValueError(
             f"{where}: the backbone was exported for {fixed[0]}x{fixed[1]} crops, got "
-            f"{images.shape[2]}x{images.shape[3]}; set runtime.input_size to the crop size"
+            f"{images.shape[2]}x{images.shape[3]}; set search.crop_size to match"
         )
 
 

@@ -1,0 +1,316 @@
+"""sensor_msgs <-> numpy conversions written for this package (no cv_bridge).
+
+cv_bridge is unusable on the NumPy 2 stacks this package meets (see docs), so the node converts
+images itself. Every function here is pure (messages in, arrays out, or back) so each encoding
+can be unit-tested without a running ROS graph.
+
+The tracking core wants HxWx3 uint8 BGR; :func:`image_to_bgr` produces exactly that from every
+supported encoding and raises :class:`UnsupportedEncodingError` (a ``ValueError``) for the
+others, so the node can warn once per encoding and skip the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+
+from meta_tracker_ros.core.types import TrackResult, TrackState
+
+# Encodings we turn into BGR for the tracker (names as in sensor_msgs/image_encodings.hpp).
+# ROS "yuv422" is UYVY byte order; "yuv422_yuy2" is YUYV. "uyvy"/"yuyv" are common aliases.
+_YUV422 = {
+    "yuv422": cv2.COLOR_YUV2BGR_UYVY,
+    "uyvy": cv2.COLOR_YUV2BGR_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUYV,
+    "yuyv": cv2.COLOR_YUV2BGR_YUYV,
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", *_YUV422)
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+
+# Refuse frames whose pixel count would make one conversion cost seconds or gigabytes.
+MAX_PIXELS = 8192 * 8192
+
+
+class UnsupportedEncodingError(ValueError):
+    """The image's encoding is not one the node can convert; the frame should be skipped."""
+
+
+def _check_geometry(msg: Image, bytes_per_pixel: int) -> None:
+    """Reject messages whose declared size does not match their data (garbage never crashes)."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"empty image ({w}x{h})")
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"image too large ({w}x{h} > {MAX_PIXELS} pixels)")
+    if step < w * bytes_per_pixel:
+        raise ValueError(
+            f"step {step} is smaller than width*{bytes_per_pixel} = {w * bytes_per_pixel}"
+        )
+    if len(msg.data) < step * (h - 1) + w * bytes_per_pixel:
+        raise ValueError(f"data has {len(msg.data)} bytes, {step * h} expected for {w}x{h}")
+
+
+def _rows(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
+    """View the data as HxWxC of ``dtype``, honouring row padding (step) and byte order."""
+    itemsize = np.dtype(dtype).itemsize
+    _check_geometry(msg, itemsize * channels)
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, bytes) else msg.data, np.uint8)
+    if len(buf) < step * h:  # last row may omit its padding
+        buf = np.concatenate([buf, np.zeros(step * h - len(buf), np.uint8)])
+    rows = buf[: step * h].reshape(h, step)[:, : w * itemsize * channels]
+    dt = np.dtype(dtype)
+    if itemsize > 1:
+        dt = dt.newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, channels)
+    # astype to the native dtype swaps bytes only when the message's order differs.
+    return arr.astype(np.dtype(dtype), copy=False)
+
+
+def image_to_bgr(msg: Image) -> np.ndarray:
+    """Convert a sensor_msgs/Image of any supported colour encoding to HxWx3 uint8 BGR.
+
+    mono16 is scaled to 8 bits by a fixed factor (65535 -> 255) rather than per-frame min/max,
+    so brightness does not flicker between frames and the tracker's appearance model stays valid.
+    """
+    enc = msg.encoding.lower() if msg.encoding else ""
+    if enc == "bgr8":
+        return np.ascontiguousarray(_rows(msg, np.uint8, 3))
+    if enc == "rgb8":
+        return np.ascontiguousarray(_rows(msg, np.uint8, 3)[:, :, ::-1])
+    if enc == "bgra8":
+        return np.ascontiguousarray(_rows(msg, np.uint8, 4)[:, :, :3])
+    if enc == "rgba8":
+        return np.ascontiguousarray(_rows(msg, np.uint8, 4)[:, :, 2::-1])
+    if enc == "mono8":
+        return cv2.cvtColor(_rows(msg, np.uint8, 1)[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if enc == "mono16":
+        gray = (_rows(msg, np.uint16, 1)[:, :, 0] >> 8).astype(np.uint8)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if enc in _YUV422:
+        if int(msg.width) % 2:
+            raise ValueError(f"{enc} needs an even width, got {msg.width}")
+        packed = np.ascontiguousarray(_rows(msg, np.uint8, 2))
+        return cv2.cvtColor(packed, _YUV422[enc])
+    raise UnsupportedEncodingError(
+        f"unsupported image encoding '{msg.encoding}' (supported: {', '.join(COLOR_ENCODINGS)})"
+    )
+
+
+def bgr_to_image(
+    frame: np.ndarray, encoding: str = "bgr8", header: Any = None, bigendian: bool = False
+) -> Image:
+    """Build a sensor_msgs/Image from a BGR frame in any encoding :func:`image_to_bgr` reads.
+
+    Used by the image source (bgr8) and by tests to produce every encoding for round trips.
+    """
+    enc = encoding.lower()
+    if enc == "bgr8":
+        data, ch = frame, 3
+    elif enc == "rgb8":
+        data, ch = frame[:, :, ::-1], 3
+    elif enc == "bgra8":
+        data, ch = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA), 4
+    elif enc == "rgba8":
+        data, ch = cv2.cvtColor(frame, cv2.COLOR_BGR2RGBA), 4
+    elif enc == "mono8":
+        data, ch = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 1
+    elif enc == "mono16":
+        data, ch = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257, 2
+    elif enc in _YUV422:
+        data, ch = _bgr_to_yuv422(frame, uyvy=_YUV422[enc] == cv2.COLOR_YUV2BGR_UYVY), 2
+    else:
+        raise UnsupportedEncodingError(f"cannot encode '{encoding}'")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(frame.shape[0]), int(frame.shape[1])
+    msg.encoding = encoding
+    arr = np.ascontiguousarray(data)
+    if arr.dtype.itemsize > 1:
+        arr = arr.astype(arr.dtype.newbyteorder(">" if bigendian else "<"))
+        msg.is_bigendian = bigendian
+    msg.step = msg.width * (ch if arr.dtype.itemsize == 1 else arr.dtype.itemsize)
+    msg.data = arr.tobytes()
+    return msg
+
+
+def _bgr_to_yuv422(frame: np.ndarray, uyvy: bool) -> np.ndarray:
+    """Pack BGR into YUV 4:2:2 (OpenCV has no BGR->UYVY conversion, so it is done here)."""
+    yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV).astype(np.float32)
+    y = yuv[:, :, 0]
+    u = (yuv[:, 0::2, 1] + yuv[:, 1::2, 1]) / 2
+    v = (yuv[:, 0::2, 2] + yuv[:, 1::2, 2]) / 2
+    h, w = y.shape
+    out = np.empty((h, w, 2), np.uint8)
+    chroma = np.empty((h, w), np.float32)
+    chroma[:, 0::2], chroma[:, 1::2] = u, v
+    if uyvy:
+        out[:, :, 0], out[:, :, 1] = np.clip(chroma, 0, 255), np.clip(y, 0, 255)
+    else:
+        out[:, :, 0], out[:, :, 1] = np.clip(y, 0, 255), np.clip(chroma, 0, 255)
+    return out
+
+
+def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
+    """Decode a JPEG/PNG CompressedImage to BGR; raises ValueError on undecodable data."""
+    buf = np.frombuffer(bytes(msg.data), np.uint8)
+    if buf.size == 0:
+        raise ValueError("empty compressed image")
+    frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if frame is None:
+        raise UnsupportedEncodingError(f"cannot decode compressed image (format '{msg.format}')")
+    if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
+        raise ValueError(f"image too large ({frame.shape[1]}x{frame.shape[0]})")
+    return frame
+
+
+def bgr_to_compressed(frame: np.ndarray, fmt: str = "jpeg", header: Any = None) -> CompressedImage:
+    """Encode BGR as JPEG or PNG (image source and tests)."""
+    ok, buf = cv2.imencode(".png" if fmt == "png" else ".jpg", frame)
+    if not ok:
+        raise ValueError("encoding failed")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = fmt
+    msg.data = buf.tobytes()
+    return msg
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """Convert a depth image (16UC1 millimetres or 32FC1 metres) to float32 metres.
+
+    Invalid readings (0, NaN, inf) become NaN so that robust statistics can ignore them.
+    """
+    enc = msg.encoding.upper() if msg.encoding else ""
+    if enc in ("16UC1", "MONO16"):
+        raw = _rows(msg, np.uint16, 1)[:, :, 0].astype(np.float32)
+        raw[raw == 0] = np.nan
+        return raw / 1000.0
+    if enc == "32FC1":
+        depth = _rows(msg, np.float32, 1)[:, :, 0].astype(np.float32)
+        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+        return depth
+    raise UnsupportedEncodingError(f"unsupported depth encoding '{msg.encoding}' (16UC1 or 32FC1)")
+
+
+def metres_to_depth(depth: np.ndarray, encoding: str = "16UC1", header: Any = None) -> Image:
+    """Encode a float metres array as a depth image (tests and synthetic sources)."""
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(depth.shape[0]), int(depth.shape[1])
+    msg.encoding = encoding
+    if encoding.upper() == "16UC1":
+        arr = np.nan_to_num(depth * 1000.0, nan=0.0).round().clip(0, 65535).astype("<u2")
+    elif encoding.upper() == "32FC1":
+        arr = depth.astype("<f4")
+    else:
+        raise UnsupportedEncodingError(encoding)
+    msg.step = msg.width * arr.dtype.itemsize
+    msg.data = arr.tobytes()
+    return msg
+
+
+def mask_to_image(mask: np.ndarray, header: Any = None) -> Image:
+    """A HxW mask (nonzero = target) as a mono8 Image with values 0/255."""
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    m = np.where(mask > 0, 255, 0).astype(np.uint8)
+    msg.height, msg.width = int(m.shape[0]), int(m.shape[1])
+    msg.encoding = "mono8"
+    msg.step = msg.width
+    msg.data = m.tobytes()
+    return msg
+
+
+def image_to_mask(msg: Image) -> np.ndarray:
+    """A mono8 Image as a HxW uint8 0/255 mask (any nonzero counts as target)."""
+    if msg.encoding.lower() not in ("mono8", "8uc1"):
+        raise UnsupportedEncodingError(f"mask must be mono8, got '{msg.encoding}'")
+    return np.where(_rows(msg, np.uint8, 1)[:, :, 0] > 0, 255, 0).astype(np.uint8)
+
+
+def box_roi(box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, ...]:
+    """Integer (x, y, w, h) of a float box clipped to the image; (0, 0, 0, 0) if outside."""
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        return (0, 0, 0, 0)
+    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
+    x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+    if x1 <= x0 or y1 <= y0:
+        return (0, 0, 0, 0)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def result_to_msg(
+    target_id: str,
+    result: TrackResult,
+    image_size: tuple[int, int],
+    mask_as_roi: bool = True,
+    position: tuple[float, float, float] | None = None,
+    msg_type: Any = None,
+) -> Any:
+    """Convert one core TrackResult to a TrackedObject.
+
+    With ``mask_as_roi`` the mask is cropped to the box (clipped to the image) to keep messages
+    small; consumers paste it back at ``mask_roi``. Otherwise the ROI is the whole image.
+    """
+    if msg_type is None:
+        from meta_tracker_ros.msg import TrackedObject as msg_type  # noqa: N813
+    obj = msg_type()
+    obj.id = str(target_id)
+    obj.state = int(TrackState(result.state))
+    obj.score = float(np.clip(result.score, 0.0, 1.0)) if math.isfinite(result.score) else 0.0
+    x, y, w, h = (float(v) for v in result.box)
+    obj.center_x, obj.center_y, obj.size_x, obj.size_y = x + w / 2, y + h / 2, w, h
+    obj.frames_since_seen = max(0, int(result.frames_since_seen))
+    width, height = image_size
+    if result.mask is not None and result.mask.shape[:2] == (height, width):
+        if mask_as_roi:
+            rx, ry, rw, rh = box_roi(result.box, width, height)
+            crop = result.mask[ry : ry + rh, rx : rx + rw]
+        else:
+            rx, ry, rw, rh = 0, 0, width, height
+            crop = result.mask
+        obj.mask_roi = RegionOfInterest(
+            x_offset=rx, y_offset=ry, width=rw, height=rh, do_rectify=False
+        )
+        if rw > 0 and rh > 0:
+            obj.mask = mask_to_image(crop)
+            obj.mask.encoding = "mono8"
+    if position is not None:
+        obj.has_position = True
+        obj.position.x, obj.position.y, obj.position.z = (float(v) for v in position)
+    return obj
+
+
+def msg_to_box(obj: Any) -> tuple[float, float, float, float]:
+    """(x, y, w, h) top-left box of a TrackedObject (centre/size in the message)."""
+    return (
+        obj.center_x - obj.size_x / 2,
+        obj.center_y - obj.size_y / 2,
+        float(obj.size_x),
+        float(obj.size_y),
+    )
+
+
+def msg_mask_full(obj: Any, width: int, height: int) -> np.ndarray | None:
+    """Paste a TrackedObject's (ROI) mask into a full HxW frame; None when it carries no mask."""
+    if obj.mask.width == 0 or obj.mask.height == 0:
+        return None
+    roi = obj.mask_roi
+    crop = image_to_mask(obj.mask)
+    full = np.zeros((height, width), np.uint8)
+    x0, y0 = int(roi.x_offset), int(roi.y_offset)
+    h = min(crop.shape[0], height - y0)
+    w = min(crop.shape[1], width - x0)
+    if h > 0 and w > 0:
+        full[y0 : y0 + h, x0 : x0 + w] = crop[:h, :w]
+    return full

@@ -1,0 +1,117 @@
+"""Target 3D position from an aligned depth image: robust depth + pinhole back-projection.
+
+Pure numpy (no rclpy) so it is unit-tested directly. Depth images are noisy at object borders
+(mixed pixels, holes, background bleeding through the mask), so the depth is a low percentile-
+based median over the target's pixels rather than a single sample at the centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics (pixels) of the colour image, from sensor_msgs/CameraInfo ``k``."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_k(cls, k: list[float] | np.ndarray, width: int, height: int) -> Intrinsics | None:
+        """Build from a row-major 3x3 K; None when K is unset (all zeros) or degenerate."""
+        k = [float(v) for v in k]
+        if len(k) != 9 or k[0] <= 0 or k[4] <= 0 or not all(math.isfinite(v) for v in k):
+            return None
+        return cls(k[0], k[4], k[2], k[5], int(width), int(height))
+
+    def scaled_to(self, width: int, height: int) -> Intrinsics:
+        """The same camera at another resolution (camera_info for a resized image stream)."""
+        if self.width <= 0 or self.height <= 0 or (width, height) == (self.width, self.height):
+            return self
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(
+            self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height)
+        )
+
+    def horizontal_angle(self, u: float) -> float:
+        """Angle (rad) of pixel column ``u`` from the optical axis, positive to the right."""
+        return math.atan2(u - self.cx, self.fx)
+
+
+def backproject(u: float, v: float, z: float, k: Intrinsics) -> tuple[float, float, float]:
+    """Pixel (u, v) at depth z (metres) -> (x, y, z) in the camera optical frame."""
+    return ((u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z)
+
+
+def robust_depth(
+    depth_m: np.ndarray,
+    box: tuple[float, float, float, float],
+    mask: np.ndarray | None = None,
+    centre_fraction: float = 0.4,
+    min_valid: int = 5,
+) -> float | None:
+    """Robust depth (metres) of a target: median of the nearer half of its valid depth pixels.
+
+    With a mask (same size as ``depth_m`` or as the colour image it is resized from) the pixels
+    under the mask are used; otherwise a window of ``centre_fraction`` of the box around its
+    centre, which mostly avoids the background visible at the box corners. Taking the median of
+    the nearer half favours the target over background leaking through the mask edges.
+    Returns None when fewer than ``min_valid`` pixels have a valid reading.
+    """
+    h, w = depth_m.shape[:2]
+    values: np.ndarray | None = None
+    if mask is not None and mask.size and mask.any():
+        if mask.shape[:2] != (h, w):
+            import cv2
+
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+        values = depth_m[mask > 0]
+    else:
+        x, y, bw, bh = box
+        if not all(math.isfinite(v) for v in box) or bw <= 0 or bh <= 0:
+            return None
+        cx, cy = x + bw / 2, y + bh / 2
+        hw, hh = max(1.0, bw * centre_fraction / 2), max(1.0, bh * centre_fraction / 2)
+        x0, x1 = max(0, int(cx - hw)), min(w, math.ceil(cx + hw))
+        y0, y1 = max(0, int(cy - hh)), min(h, math.ceil(cy + hh))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        values = depth_m[y0:y1, x0:x1].ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size < min_valid:
+        return None
+    near_half = np.sort(values)[: max(1, (values.size + 1) // 2)]
+    return float(np.median(near_half))
+
+
+def target_position(
+    depth_m: np.ndarray,
+    box: tuple[float, float, float, float],
+    intrinsics: Intrinsics,
+    mask: np.ndarray | None = None,
+) -> tuple[float, float, float] | None:
+    """3D position of the target centre in the optical frame, or None without valid depth.
+
+    ``box`` and ``mask`` are in colour-image pixels (the image ``intrinsics`` describe). A depth
+    image of another resolution (aligned, but e.g. half size) is handled by scaling the box.
+    """
+    dh, dw = depth_m.shape[:2]
+    sx, sy = dw / max(1, intrinsics.width), dh / max(1, intrinsics.height)
+    x, y, w, h = box
+    z = robust_depth(depth_m, (x * sx, y * sy, w * sx, h * sy), mask)
+    if z is None:
+        return None
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        u, v = float(xs.mean()), float(ys.mean())
+    else:
+        u, v = x + w / 2, y + h / 2
+    return backproject(u, v, z, intrinsics)

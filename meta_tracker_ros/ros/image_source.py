@@ -1,0 +1,227 @@
+"""image_source: publish a video file, an image folder, a camera or the synthetic clip.
+
+Publishes ``image`` (sensor_msgs/Image, bgr8) and ``camera_info`` at ``rate`` Hz with the same
+header, optionally looping. Used by the demo and for testing the tracker on recorded data
+without rosbag2 (not available from PyPI).
+
+``input`` accepts:
+  - ``synthetic`` (default): the procedural clip of :mod:`meta_tracker_ros.tools.synthetic`;
+  - a video file (anything OpenCV reads);
+  - an image folder: its sorted images, or those of its ``img/`` subfolder (the
+    ``../shared/data/boxes/<name>/`` layout);
+  - a camera: ``/dev/videoN`` or a device index ``N``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from meta_tracker_ros.ros.conversions import bgr_to_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Sorted image files of ``folder`` or of its ``img/`` subfolder."""
+    folder = Path(folder)
+    if (folder / "img").is_dir():
+        folder = folder / "img"
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class FrameReader:
+    """Iterates BGR frames from any supported input; ``loop`` restarts finite inputs."""
+
+    def __init__(self, source: str, loop: bool = False, width: int = 0, height: int = 0) -> None:
+        self.source = source
+        self.loop = loop
+        self.size = (width, height)
+        self.is_live = False
+        src = source.strip()
+        if src in ("", "synthetic"):
+            self.kind = "synthetic"
+        elif src.startswith("/dev/video") or src.isdigit():
+            self.kind, self.is_live = "camera", True
+        elif Path(src).is_dir():
+            self.kind = "folder"
+            self.files = image_files(Path(src))
+            if not self.files:
+                raise ValueError(f"no images in {src}")
+        elif Path(src).is_file():
+            self.kind = "video"
+        else:
+            raise ValueError(f"input '{src}' is not synthetic, a folder, a file or a camera")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            count = 0
+            for frame in self._once():
+                count += 1
+                yield self._resize(frame)
+            if not self.loop or self.is_live or count == 0:
+                return
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        w, h = self.size
+        if w > 0 and h > 0 and (frame.shape[1], frame.shape[0]) != (w, h):
+            return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def _once(self) -> Iterator[np.ndarray]:
+        if self.kind == "synthetic":
+            from meta_tracker_ros.tools import synthetic
+
+            w, h = self.size
+            for frame, _, _ in synthetic.clip(width=w or 640, height=h or 360):
+                yield frame
+        elif self.kind == "folder":
+            for path in self.files:
+                frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if frame is not None:
+                    yield frame
+        else:
+            dev: str | int = int(self.source) if self.source.isdigit() else self.source
+            cap = cv2.VideoCapture(dev)
+            if not cap.isOpened():
+                raise ValueError(f"cannot open '{self.source}'")
+            try:
+                while True:
+                    ok, frame = cap.read()
+                    if not ok:
+                        return
+                    yield frame
+            finally:
+                cap.release()
+
+
+def camera_info_for(width: int, height: int, hfov: float, frame_id: str) -> CameraInfo:
+    """Pinhole CameraInfo from a horizontal field of view (no calibration file needed)."""
+    fx = (width / 2) / math.tan(hfov / 2)
+    info = CameraInfo()
+    info.header.frame_id = frame_id
+    info.width, info.height = width, height
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
+    info.k = [fx, 0.0, width / 2, 0.0, fx, height / 2, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, width / 2, 0.0, 0.0, fx, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class ImageSource(Node):
+    """Publishes frames from a :class:`FrameReader` at a fixed rate on its own thread."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("image_source", **kwargs)
+
+        def p(name, default, text):
+            return self.declare_parameter(
+                name, default, ParameterDescriptor(description=text, read_only=True)
+            ).value
+
+        self.input = p("input", "synthetic", "synthetic | video file | image folder | /dev/videoN")
+        self.rate = float(p("rate", 30.0, "Publishing rate (Hz); <= 0: as fast as possible"))
+        self.loop = bool(p("loop", False, "Restart finite inputs at their end"))
+        self.frame_id = p("frame_id", "camera_optical_frame", "header.frame_id of the images")
+        self.hfov = float(p("horizontal_fov", 1.0472, "Horizontal FOV (rad) for camera_info"))
+        self.width = int(p("width", 0, "Resize frames to this width (0: keep)"))
+        self.height = int(p("height", 0, "Resize frames to this height (0: keep)"))
+        self.max_frames = int(p("max_frames", 0, "Stop after this many frames (0: no limit)"))
+        self.wait_subs = int(
+            p("wait_for_subscribers", 0, "Wait until `image` has this many subscribers")
+        )
+        self.reliable = bool(p("reliable", True, "RELIABLE QoS (false: BEST_EFFORT)"))
+        qos = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE
+            if self.reliable
+            else ReliabilityPolicy.BEST_EFFORT,
+        )
+        self.pub_image = self.create_publisher(Image, "image", qos)
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.reader = FrameReader(self.input, self.loop, self.width, self.height)
+        self.published = 0
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            deadline = time.monotonic() + 30.0
+            while (
+                self.wait_subs > 0
+                and self.pub_image.get_subscription_count() < self.wait_subs
+                and time.monotonic() < deadline
+                and not self._stop.is_set()
+            ):
+                time.sleep(0.02)
+            self.get_logger().info(f"publishing '{self.input}' at {self.rate:g} Hz")
+            period = 1.0 / self.rate if self.rate > 0 else 0.0
+            next_time = time.monotonic()
+            info = None
+            for frame in self.reader:
+                if self._stop.is_set() or not rclpy.ok(context=self.context):
+                    break
+                now = time.monotonic()
+                if period and next_time > now:
+                    time.sleep(next_time - now)
+                next_time = max(next_time + period, time.monotonic() - period)
+                h, w = frame.shape[:2]
+                if info is None or (info.width, info.height) != (w, h):
+                    info = camera_info_for(w, h, self.hfov, self.frame_id)
+                msg = bgr_to_image(frame, "bgr8")
+                msg.header.frame_id = self.frame_id
+                msg.header.stamp = self.get_clock().now().to_msg()
+                info.header.stamp = msg.header.stamp
+                self.pub_info.publish(info)
+                self.pub_image.publish(msg)
+                self.published += 1
+                if self.max_frames and self.published >= self.max_frames:
+                    break
+            self.get_logger().info(f"input finished after {self.published} frames")
+        except Exception as exc:  # a broken camera or file must say so, not hang silently
+            self.get_logger().error(f"image source failed: {exc}")
+        finally:
+            self.done.set()
+
+    def stop(self) -> None:
+        """Ask the publishing thread to end and wait for it."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``image_source`` executable; exits when a finite input ends."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = ImageSource()
+    try:
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        time.sleep(0.2)  # let the last messages leave
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

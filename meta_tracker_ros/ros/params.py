@@ -1,0 +1,384 @@
+"""Dataclass configs <-> ROS parameters, with descriptions, ranges and read-only flags.
+
+Every leaf of :class:`~meta_tracker_ros.core.config.TrackerConfig` becomes a parameter named
+``<section>.<field>`` without a hand-written list, so a field added to the core config shows up
+in the node, in ``config/tracker_node.yaml`` and in docs/nodes.md (``tools.param_docs``) at once.
+
+Descriptions come from ``field(metadata={"description": ...})`` when the core provides it, else
+from the field's inline comment in the dataclass source, else from the section docstring.
+Ranges come from ``metadata["range"] = (lo, hi)`` or from :data:`TRACKER_RANGES` below (the ROS
+layer's knowledge of sensible bounds). This module imports rclpy lazily so the specs, the YAML
+generator and the docs tool work without ROS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import inspect
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from meta_tracker_ros.core.config import TrackerConfig
+
+# Tracker sections whose change needs a new backbone (a restart): declared read-only.
+READ_ONLY_SECTIONS = ("runtime", "backbone")
+
+# Bounds the ROS layer enforces for tracker fields that carry no metadata. Glob patterns on the
+# parameter name, first match wins; fields matching nothing get no range (any value of the type).
+TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
+    ("runtime.num_threads", (0, 256)),
+    ("runtime.max_batch", (1, 64)),
+    ("backbone.mean", (0.0, 1.0)),
+    ("backbone.std", (0.001, 10.0)),
+    ("memory.size", (1, 10000)),
+    ("search.crop_size", (64, 1024)),
+    ("*search_area", (1.0, 20.0)),
+    ("*threshold", (0.0, 1.0)),
+    ("*_lr", (0.0, 1.0)),
+    ("*learning_rate", (0.0, 1.0)),
+    ("*min_score", (0.0, 1.0)),
+    ("*min_confidence", (0.0, 1.0)),
+    ("*min_iou", (0.0, 1.0)),
+    ("*_ratio", (0.0, 1.0)),
+    ("*interval", (1, 10000)),
+    ("*_steps", (0, 1000)),
+    ("*_iters", (0, 100)),
+    ("*num_scales", (1, 101)),
+    ("*_weight", (0.0, 100.0)),
+    ("*max_upscale", (1.0, 16.0)),
+]
+
+
+@dataclass
+class ParamSpec:
+    """One declared parameter: everything needed to declare, validate, document and dump it."""
+
+    name: str
+    default: Any
+    ptype: str  # bool | int | float | str | float_array | int_array | str_array
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    read_only: bool = False
+    tracker: bool = False  # True: a TrackerConfig leaf
+
+    @property
+    def range_text(self) -> str:
+        """Human-readable range for the docs table."""
+        if self.lo is None or self.hi is None:
+            return ""
+        return f"[{_fmt(self.lo)}, {_fmt(self.hi)}]"
+
+
+@dataclass
+class NodeConfig:
+    """Parameters of tracker_node itself (not of the tracking algorithm)."""
+
+    config_file: str = field(
+        default="",
+        metadata={
+            "description": "Tracker YAML whose values are the defaults of the tracker "
+            "parameters ('' = the shipped config/tracker.yaml)",
+            "read_only": True,
+        },
+    )
+    use_compressed: bool = field(
+        default=False,
+        metadata={
+            "description": "Subscribe image/compressed (JPEG/PNG) instead of image",
+            "read_only": True,
+        },
+    )
+    use_depth: bool = field(
+        default=True,
+        metadata={
+            "description": "Subscribe camera_info and depth and fill TrackedObject.position",
+            "read_only": True,
+        },
+    )
+    max_targets: int = field(
+        default=8,
+        metadata={
+            "description": "Most targets tracked at once (set_target fails beyond)",
+            "range": (1, 64),
+        },
+    )
+    frame_ring_length: int = field(
+        default=30,
+        metadata={
+            "description": "Recent frames kept so set_target can initialise on the "
+            "image its stamp names",
+            "range": (1, 600),
+        },
+    )
+    stamp_tolerance: float = field(
+        default=0.002,
+        metadata={
+            "description": "Largest difference (s) between a set_target stamp and a "
+            "kept frame's stamp that still counts as the same frame",
+            "range": (0.0, 1.0),
+        },
+    )
+    mask_as_roi: bool = field(
+        default=True,
+        metadata={
+            "description": "TrackedObject masks cover the box only (true) or the full frame (false)"
+        },
+    )
+    publish_mask: bool = field(
+        default=True, metadata={"description": "Publish ~/mask (mono8 union of all masks)"}
+    )
+    debug_image: bool = field(
+        default=True,
+        metadata={"description": "Publish ~/debug_image (drawn only while it has subscribers)"},
+    )
+    lost_timeout: float = field(
+        default=1.0,
+        metadata={
+            "description": "Seconds without images after which all targets are reported LOST",
+            "range": (0.05, 3600.0),
+        },
+    )
+    set_target_timeout: float = field(
+        default=1.5,
+        metadata={
+            "description": "Longest time (s) a set_target call waits for the "
+            "initialisation before replying that it is still running",
+            "range": (0.05, 30.0),
+        },
+    )
+    depth_max_delay: float = field(
+        default=0.1,
+        metadata={
+            "description": "Largest stamp difference (s) between an image and the depth "
+            "image used for it",
+            "range": (0.0, 10.0),
+        },
+    )
+    diagnostics_period: float = field(
+        default=1.0,
+        metadata={"description": "Period (s) of /diagnostics messages", "range": (0.1, 60.0)},
+    )
+
+
+# ------------------------------------------------------------------------------ specs
+def _fmt(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _ptype(hint: Any, value: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list) or isinstance(value, list | tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        inner = args[0] if args else (type(value[0]) if value else float)
+        if inner is bool:
+            return "bool_array"
+        if inner is int:
+            return "int_array"
+        if inner is str:
+            return "str_array"
+        return "float_array"
+    if hint is bool or isinstance(value, bool):
+        return "bool"
+    if hint is int or isinstance(value, int):
+        return "int"
+    if hint is float or isinstance(value, float):
+        return "float"
+    return "str"
+
+
+_COMMENT = re.compile(r"^\s*(\w+)\s*:[^#]*?#\s*(.+?)\s*$")
+
+
+def _inline_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from ``name: type = value  # comment`` lines of a dataclass."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    for line in source.splitlines():
+        m = _COMMENT.match(line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _doc_line(cls: type) -> str:
+    doc = inspect.getdoc(cls) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _range_for(name: str, meta: typing.Mapping[str, Any]) -> tuple[Any, Any]:
+    if "range" in meta:
+        lo, hi = meta["range"]
+        return lo, hi
+    for pattern, bounds in TRACKER_RANGES:
+        if fnmatch.fnmatchcase(name, pattern):
+            return bounds
+    return None, None
+
+
+def dataclass_specs(
+    obj: Any, prefix: str = "", read_only: bool = False, tracker: bool = False
+) -> list[ParamSpec]:
+    """ParamSpecs for every leaf of a (nested) dataclass instance, defaults = its values."""
+    cls = type(obj)
+    hints = typing.get_type_hints(cls)
+    comments = _inline_comments(cls)
+    specs: list[ParamSpec] = []
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            specs.extend(
+                dataclass_specs(
+                    value,
+                    prefix=f"{name}.",
+                    read_only=read_only or (tracker and f.name in READ_ONLY_SECTIONS),
+                    tracker=tracker,
+                )
+            )
+            continue
+        meta = f.metadata or {}
+        ptype = _ptype(hints.get(f.name), value)
+        desc = (
+            meta.get("description")
+            or comments.get(f.name)
+            or f"{f.name.replace('_', ' ')} ({_doc_line(cls).rstrip('.')})"
+        )
+        lo, hi = (
+            _range_for(name, meta) if ptype not in ("str", "bool", "str_array") else (None, None)
+        )
+        if ptype == "int" and lo is not None:
+            lo, hi = int(lo), int(hi)
+        if ptype in ("float", "float_array") and lo is not None:
+            lo, hi = float(lo), float(hi)
+        default = list(value) if isinstance(value, tuple | list) else value
+        # A range the default violates would make declaring fail; widen it instead of crashing.
+        if lo is not None and not _in_range(default, lo, hi):
+            lo = hi = None
+        specs.append(
+            ParamSpec(
+                name=name,
+                default=default,
+                ptype=ptype,
+                description=str(desc),
+                lo=lo,
+                hi=hi,
+                read_only=bool(read_only or meta.get("read_only", False)),
+                tracker=tracker,
+            )
+        )
+    return specs
+
+
+def tracker_specs(config: TrackerConfig) -> list[ParamSpec]:
+    """Specs of every TrackerConfig leaf; runtime/backbone sections are read-only."""
+    return dataclass_specs(config, tracker=True)
+
+
+def node_specs(node_config: NodeConfig | None = None) -> list[ParamSpec]:
+    """Specs of the node-level parameters."""
+    return dataclass_specs(node_config or NodeConfig())
+
+
+def _in_range(value: Any, lo: float, hi: float) -> bool:
+    values = value if isinstance(value, list | tuple) else [value]
+    return all(lo <= v <= hi for v in values if isinstance(v, int | float))
+
+
+def check_value(spec: ParamSpec, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``spec`` (None when it is)."""
+    if spec.ptype in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{spec.name} must be a number, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{spec.name} must be finite"
+        if spec.ptype == "int" and int(value) != value:
+            return f"{spec.name} must be an integer"
+    if spec.lo is not None and not _in_range(value, spec.lo, spec.hi):
+        return f"{spec.name}={value!r} is outside {spec.range_text}"
+    return None
+
+
+# ------------------------------------------------------------------------------ rclpy glue
+def declare(node: Any, specs: list[ParamSpec]) -> dict[str, Any]:
+    """Declare every spec on ``node`` with a descriptor; return ``{name: value}``.
+
+    A value of the wrong type in a parameters file (``2`` for a float) is accepted by retrying
+    with the default and then setting the coerced value, instead of killing the node at start-up.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.parameter import Parameter
+
+    type_map = {
+        "bool": Parameter.Type.BOOL,
+        "int": Parameter.Type.INTEGER,
+        "float": Parameter.Type.DOUBLE,
+        "str": Parameter.Type.STRING,
+        "float_array": Parameter.Type.DOUBLE_ARRAY,
+        "int_array": Parameter.Type.INTEGER_ARRAY,
+        "str_array": Parameter.Type.STRING_ARRAY,
+        "bool_array": Parameter.Type.BOOL_ARRAY,
+    }
+    values: dict[str, Any] = {}
+    for spec in specs:
+        desc = ParameterDescriptor(
+            name=spec.name,
+            type=int(type_map[spec.ptype].value),
+            description=spec.description,
+            read_only=spec.read_only,
+        )
+        if spec.lo is not None and spec.ptype in ("float", "float_array"):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.lo), to_value=float(spec.hi), step=0.0)
+            ]
+        elif spec.lo is not None and spec.ptype in ("int", "int_array"):
+            desc.integer_range = [
+                IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi), step=0)
+            ]
+        default = spec.default
+        if spec.ptype == "float_array":
+            default = [float(v) for v in default]
+        if spec.ptype == "float":
+            default = float(default)
+        try:
+            param = node.declare_parameter(spec.name, default, desc)
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            node.get_logger().error(
+                f"parameter {spec.name}: override rejected ({exc}); using default {default!r}"
+            )
+            param = node.declare_parameter(spec.name, default, desc, ignore_override=True)
+        values[spec.name] = from_param_value(spec, param.value)
+    return values
+
+
+def from_param_value(spec: ParamSpec, value: Any) -> Any:
+    """ROS parameter value -> the config's Python type (arrays -> lists, ints -> floats)."""
+    if spec.ptype == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if spec.ptype.endswith("_array") and value is not None:
+        return list(value)
+    return value
+
+
+# ------------------------------------------------------------------------------ YAML out
+def ros_params_yaml(node_name: str, specs: list[ParamSpec], header: str = "") -> str:
+    """A ``--params-file`` YAML (``node: ros__parameters: {...}``) holding every spec's default."""
+    nested: dict[str, Any] = {}
+    for spec in specs:
+        parts = spec.name.split(".")
+        cursor = nested
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = spec.default
+    text = yaml.safe_dump({node_name: {"ros__parameters": nested}}, sort_keys=False)
+    return header + text

@@ -51,24 +51,25 @@ class MaskConfig:
     context: float = 2.0  # working window side / box side (the ring outside the box is bg)
     work_size: int = 128  # long side of the working window in pixels
     max_upscale: float = 2.0  # never upsample small targets by more than this
-    color_space: str = "lab"  # lab | hsv | ycrcb | bgr: space of the joint colour histogram
-    color_bins: int = 16  # histogram bins per colour channel (bins**3 joint bins)
+    color_space: str = "ycrcb"  # lab | hsv | ycrcb | bgr: space of the joint colour histogram
+    color_bins: int = 24  # histogram bins per colour channel (bins**3 joint bins)
     color_floor: float = 1.0  # added to each bin, in units of a uniform histogram (smoothing)
     color_clip: float = 4.0  # |log likelihood ratio| cap per pixel
     color_weight: float = 1.0  # weight of the colour log ratio in the fused logit
     prior_slope_in: float = 2.0  # box prior logit per unit of normalised depth inside the box
-    prior_slope_out: float = 8.0  # box prior logit per unit of normalised distance outside
-    prior_bias: float = 0.0  # box prior logit on the box edge
+    prior_slope_out: float = 16.0  # box prior logit per unit of normalised distance outside
+    prior_bias: float = -0.5  # box prior logit on the box edge
     init_fg_shrink: float = 0.0  # initial fg label = box shrunk by this fraction per side
     init_iters: int = 3  # GrabCut-like rounds re-learning the fg colours at init
     guided_radius: float = 4.0  # guided filter radius in pixels at work_size 128 (0: off)
     guided_eps: float = 1e-2  # guided filter regulariser on [0, 1] intensities
-    shape_weight: float = 0.0  # weight of the shape memory logit
+    shape_weight: float = 0.5  # weight of the shape memory logit
     shape_grid: int = 64  # side of the box-relative grid of the shape memory
     shape_lr: float = 0.1  # shape memory update rate
     color_lr: float = 0.05  # colour histogram update rate on confident frames
     anchor_weight: float = 0.5  # share of the first-frame colour models kept forever
     update_margin: float = 0.2  # pixels with p > 1 - m (fg) or p < m (bg) feed the updates
+    update_min_confidence: float = 0.2  # update() ignores estimates less confident than this
     min_pixels: int = 16  # MaskEstimate.box() is None below this many fg pixels
 
 

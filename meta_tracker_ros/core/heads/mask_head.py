@@ -210,12 +210,15 @@ class MaskHead:
     def update(self, frame: np.ndarray, estimate: MaskEstimate, box: Box) -> None:
         """Blend confident colour statistics and the mask shape into the memories.
 
+        Estimates below ``update_min_confidence`` are ignored even if the tracker asks, so a
+        failing mask cannot poison the colour models whatever gating the caller uses.
+
         Only pixels the estimate is sure about feed the histograms (p > 1 - margin for
         foreground, p < margin for background) so that boundary errors do not leak into them.
         """
-        if not self._initialized:
-            return
         cfg = self.cfg
+        if not self._initialized or estimate.confidence < cfg.update_min_confidence:
+            return
         win = self._window(frame, box)
         prob = self._estimate_to_window(estimate, win)
         q = self._quantize(win.image)

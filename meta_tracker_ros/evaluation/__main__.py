@@ -11,6 +11,7 @@ interleaved in one pass and the JSON is ``{"runs": {name: result}, "data", "mach
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import json
 import os
@@ -81,10 +82,12 @@ def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactor
     factories: dict[str, TrackerFactory] = {}
     for name in names:
         if name == "meta":
-            from meta_tracker_ros.core import create_tracker  # only imported when asked for
+            # Imported only when asked for (torch + model); the YAML is parsed once up front so
+            # a bad config fails before any sequence runs, and each sequence gets its own copy.
+            from meta_tracker_ros.core import TrackerConfig, create_tracker
 
-            cfg = str(config) if config is not None else None
-            factories[name] = lambda cfg=cfg: create_tracker(cfg)
+            cfg = TrackerConfig.from_yaml(config) if config is not None else None
+            factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)
     return factories
@@ -97,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in trackers if t not in TRACKERS]
     if not trackers or unknown or len(set(trackers)) != len(trackers):
         print(f"error: --tracker takes distinct names from {', '.join(TRACKERS)}", file=sys.stderr)
+        return 2
+    if args.max_frames is not None and args.max_frames < 2:
+        print("error: --max-frames must be at least 2 (frame 1 only initialises)", file=sys.stderr)
         return 2
     if args.config is not None and not args.config.is_file():
         print(f"error: config {args.config} does not exist", file=sys.stderr)
@@ -114,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         sequences = [s.truncated(args.max_frames) for s in sequences]
     try:
         factories = _factories(trackers, args.config)
-    except ImportError as exc:
-        print(f"error: cannot import the tracker: {exc}", file=sys.stderr)
+    except Exception as exc:  # import or config errors: report them as a usage error
+        print(f"error: cannot set up the tracker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
     started = _dt.datetime.now(_dt.timezone.utc)

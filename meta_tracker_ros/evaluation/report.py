@@ -49,7 +49,17 @@ def markdown_table(runs: dict[str, dict[str, Any]]) -> str:
     for r in runs.values():
         cells += [f"**{_fmt(r['mean'].get(k), f)}**" for k, _, f in cols]
     lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = [
+        "AUC: success AUC over 21 IoU thresholds (perfect = 0.952, OTB convention); P@20: centre"
+        " error <= 20 px; NP: normalized precision AUC (0..0.5); first frame not scored.",
+        "FPS: frames / time inside `track()` only (mean row: total frames / total time).",
+    ]
+    if any(c[0] == "mask_J" for c in cols):
+        notes.append(
+            f"J: mean mask IoU over the {first['mean'].get('mask_J_sequences', 0)} mask sequences;"
+            " for trackers without masks it is the J of the box filled as a mask."
+        )
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
 def summary_table(runs: dict[str, dict[str, Any]]) -> str:

@@ -102,6 +102,7 @@ def test_cli_several_trackers_and_subsets(data: Path, tmp_path: Path) -> None:
         ["--tracker", "csrt,csrt"],
         ["--tracker", "csrt", "--names", "missing"],
         ["--tracker", "csrt", "--config", "/nonexistent.yaml"],
+        ["--tracker", "csrt", "--max-frames", "1"],
     ],
 )
 def test_cli_usage_errors(data: Path, tmp_path: Path, extra: list[str]) -> None:

@@ -29,6 +29,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import SetBool
 
 from meta_tracker_ros.ros.conversions import bgr_to_image
 
@@ -145,6 +146,9 @@ class ImageSource(Node):
             p("wait_for_subscribers", 0, "Wait until `image` has this many subscribers")
         )
         self.reliable = bool(p("reliable", True, "RELIABLE QoS (false: BEST_EFFORT)"))
+        start_paused = bool(
+            p("start_paused", False, "Publish the first frame, then wait for ~/pause false")
+        )
         qos = QoSProfile(
             depth=1,
             reliability=ReliabilityPolicy.RELIABLE
@@ -156,6 +160,12 @@ class ImageSource(Node):
         self.reader = FrameReader(self.input, self.loop, self.width, self.height)
         self.published = 0
         self.done = threading.Event()
+        # Set = playing. A paused source lets a client set a target on the first frame and
+        # start playback only once the tracker is initialised (the demo does this).
+        self._playing = threading.Event()
+        if not start_paused:
+            self._playing.set()
+        self.create_service(SetBool, "~/pause", self._on_pause)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -191,6 +201,13 @@ class ImageSource(Node):
                 self.pub_info.publish(info)
                 self.pub_image.publish(msg)
                 self.published += 1
+                while not self._playing.wait(timeout=0.2):
+                    if self._stop.is_set():
+                        return
+                    # Re-send the same frame (same stamp) so late or best-effort subscribers
+                    # also get the frame a target will be set on.
+                    self.pub_info.publish(info)
+                    self.pub_image.publish(msg)
                 if self.max_frames and self.published >= self.max_frames:
                     break
             self.get_logger().info(f"input finished after {self.published} frames")
@@ -198,6 +215,14 @@ class ImageSource(Node):
             self.get_logger().error(f"image source failed: {exc}")
         finally:
             self.done.set()
+
+    def _on_pause(self, request: SetBool.Request, response: SetBool.Response):
+        if request.data:
+            self._playing.clear()
+        else:
+            self._playing.set()
+        response.success, response.message = True, "paused" if request.data else "playing"
+        return response
 
     def stop(self) -> None:
         """Ask the publishing thread to end and wait for it."""

@@ -129,6 +129,7 @@ class TrackerNode(Node):
         self._last_results: dict[str, TrackResult] = {}
         self._last_header: Any = None
         self._last_frame_time = 0.0
+        self._last_receive = 0.0
         self._lost_reported = False
         self._received = 0
         self._dropped = 0
@@ -191,6 +192,7 @@ class TrackerNode(Node):
             self._latest = frame
             self._ring.append(frame)
             self._received += 1
+            self._last_receive = frame.received
         self._wake.set()
 
     def _on_depth(self, msg: Image) -> None:
@@ -527,9 +529,9 @@ class TrackerNode(Node):
 
     def _check_timeout(self) -> None:
         """Report every target LOST when images stop for longer than ``lost_timeout``."""
-        if not self._last_results or self._last_frame_time == 0.0 or self._lost_reported:
+        if not self._last_results or self._last_receive == 0.0 or self._lost_reported:
             return
-        if time.monotonic() - self._last_frame_time < self.node_cfg.lost_timeout:
+        if time.monotonic() - self._last_receive < self.node_cfg.lost_timeout:
             return
         self._lost_reported = True
         ids = set(self._tracker_ids())
@@ -564,7 +566,7 @@ class TrackerNode(Node):
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: tracker"
         status.hardware_id = str(getattr(self._tracker, "device", self.config.runtime.device))
-        images_stale = time.monotonic() - self._last_frame_time > self.node_cfg.lost_timeout
+        images_stale = time.monotonic() - self._last_receive > self.node_cfg.lost_timeout
         states = {tid: r for tid, r in self._last_results.items() if tid in self._ids}
         if self._tracker is None and self._ready.is_set():
             status.level, status.message = DiagnosticStatus.ERROR, self._tracker_error

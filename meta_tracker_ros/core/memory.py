@@ -31,7 +31,7 @@ class SampleMemory:
             raise ValueError(f"memory size {self.size} must exceed the {n} first-frame samples")
         self.features = features.new_zeros((self.size, *features.shape[1:]))
         self.labels = labels.new_zeros((self.size, *labels.shape[1:]))
-        self.weights = features.new_zeros(self.size)
+        self.weights = torch.zeros(self.size, device=labels.device)
         self.features[:n] = features
         self.labels[:n] = labels
         self.weights[:n] = 1.0 / n

@@ -131,7 +131,7 @@ class TargetTrack:
         weights = torch.full((n,), 1.0 / n, device=self.device)
         self.classifier = FilterClassifier(self.cfg.classifier, x.shape[1], self.device)
         self.classifier.initialize(x, y, weights, positions[0], dims)
-        self.memory.initialize(x, y)
+        self.memory.initialize(self.classifier.spectra(x), y)
         peak = float(self.classifier.scores(x[0:1]).max())
         self.reference = max(peak, self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
@@ -215,16 +215,16 @@ class TargetTrack:
         """Confidence-gated memory write and the scheduled / immediate filter refinement."""
         cfg = self.cfg
         m = cfg.memory
-        assert self.classifier is not None and self.memory.features is not None
+        assert self.classifier is not None and self.memory.labels is not None
         if peak.value < m.min_score or peak.kind == PeakKind.AMBIGUOUS:
             return
         # Label at the (possibly rescaled) target in this crop.
         pos, dims = self._cells(crop, self.center, self.size)
         hard = peak.kind == PeakKind.HARD_NEGATIVE
-        if x.shape[1:] == self.memory.features.shape[1:]:
+        if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
             label = self._label(tuple(x.shape[-2:]), pos, dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
-            self.memory.add(x, label, lr)
+            self.memory.add(self.classifier.spectra(x), label, lr)
         if cfg.scale.enabled:
             self.scale.update(x, pos, dims)
         steps = 0

@@ -167,7 +167,7 @@ class FilterClassifier:
             self.filter = F.interpolate(self._prior, size=(kh, kw), mode="bilinear").clone()
         else:
             self.filter = self._ridge_filter(x[0:1], center, target_cells, kh, kw)
-        self.refine(x, labels, weights, cfg.init_steps)
+        self.refine(self.spectra(x), labels, weights, cfg.init_steps)
 
     def _ridge_filter(
         self,
@@ -197,31 +197,73 @@ class FilterClassifier:
         wvec = ridge_dual(patches, y, max(lam, 1e-6))
         return wvec.reshape(1, x.shape[1], kh, kw)
 
+    # ------------------------------------------------------------------ Fourier-domain training
+    def spectra(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-padded 2-D spectra of (N, C, H, W) features, as stored in the sample memory.
+
+        Padding to ``H + k`` makes the circular products below equal to the linear ('same'
+        padded) correlation of ``scores``; a single-output convolution is slow on CPUs, while the
+        spectra turn every training step into a few elementwise products and small FFTs.
+        """
+        p = self.fft_size(x.shape[-2:])
+        return torch.fft.rfft2(x, s=p)
+
+    def fft_size(self, hw) -> tuple[int, int]:
+        kh, kw = self.filter.shape[-2:]
+        return (int(hw[0]) + kh, int(hw[1]) + kw)
+
+    def _circ(self, w: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Spectrum of a (1, C, kh, kw) kernel placed with its centre at the origin."""
+        ph, pw = self.padding
+        big = F.pad(w, (0, size[1] - w.shape[3], 0, size[0] - w.shape[2]))
+        return torch.fft.rfft2(torch.roll(big, shifts=(-ph, -pw), dims=(2, 3)))
+
+    def _uncirc(self, g: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padding
+        kh, kw = self.filter.shape[-2:]
+        return torch.roll(g, shifts=(ph, pw), dims=(2, 3))[:, :, :kh, :kw]
+
     def refine(
-        self, x: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, steps: int
+        self, xf: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, steps: int
     ) -> None:
         """Steepest descent with exact line search on the (hinge) L2 loss.
 
-        loss = sum_j weights_j ||r_j||^2 + lam ||w||^2 with r = s - y on target cells and
-        max(s, 0) on background cells. Each step costs three convolutions and no autograd.
+        ``xf`` are sample spectra from :meth:`spectra`. The loss is
+        ``sum_j weights_j ||r_j||^2 + lam ||w||^2`` with ``r = s - y`` on target cells and
+        ``max(s, 0)`` on background cells (DiMP's hinge). The step is the exact minimiser along
+        ``d = step_scale * gradient`` of the Gauss-Newton model, times ``config.step_size``.
         """
         if steps <= 0:
             return
         cfg = self.cfg
+        h, w_ = labels.shape[-2:]
+        size = self.fft_size((h, w_))
         sw = weights.view(-1, 1, 1, 1)
-        energy = float((x.pow(2).sum(dim=(1, 2, 3)) * weights).sum()) / x.shape[1]
-        lam = cfg.reg * max(energy, 1e-6)
+        # Parseval: per-sample energy from the half spectrum (interior columns count twice).
+        cw = torch.full((xf.shape[-1],), 2.0, device=xf.device)
+        cw[0] = 1.0
+        if size[1] % 2 == 0:
+            cw[-1] = 1.0
+        power = (xf.real.pow(2) + xf.imag.pow(2)) * cw
+        energy = float((power.sum(dim=(1, 2, 3)) * weights).sum()) / (size[0] * size[1])
+        lam = cfg.reg * max(energy / xf.shape[1], 1e-6)
         fg = labels > cfg.hinge_threshold
         y = labels * fg
         w = self.filter
-        pad = self.padding
+
+        def apply(kernel: torch.Tensor) -> torch.Tensor:
+            sf = (xf * self._circ(kernel, size).conj()).sum(dim=1, keepdim=True)
+            return torch.fft.irfft2(sf, s=size)[:, :, :h, :w_]
+
         for _ in range(steps):
-            s = F.conv2d(x, w, padding=pad)
+            s = apply(w)
             act = fg | (s > 0)
             r = torch.where(fg, s - y, s) * act
-            g = torch.nn.grad.conv2d_weight(x, w.shape, r * sw, padding=pad) + lam * w
+            rf = torch.fft.rfft2(r * sw, s=size)
+            gf = (xf * rf.conj()).sum(dim=0, keepdim=True)
+            g = self._uncirc(torch.fft.irfft2(gf, s=size)) + lam * w
             d = g * self.step_scale
-            jd = F.conv2d(x, d, padding=pad) * act
+            jd = apply(d) * act
             den = float((sw * jd.pow(2)).sum()) + lam * float(d.pow(2).sum())
             if den <= 0:
                 break

@@ -1,0 +1,88 @@
+"""Closed-form ridge init, Fourier-domain refinement and the sample memory of the tracking core."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from meta_tracker_ros.core.config import ClassifierConfig
+from meta_tracker_ros.core.heads.classifier import FilterClassifier, odd, ridge_dual
+from meta_tracker_ros.core.memory import SampleMemory
+
+
+def test_ridge_dual_matches_lstsq_and_normal_equations():
+    rng = np.random.default_rng(0)
+    for n, d in [(9, 40), (30, 12)]:  # fewer and more samples than dimensions
+        a = rng.standard_normal((n, d))
+        y = rng.standard_normal(n)
+        lam = 0.3
+        w = ridge_dual(torch.tensor(a), torch.tensor(y), lam).numpy()
+        # Ridge as an augmented least-squares problem.
+        a_aug = np.vstack([a, np.sqrt(lam) * np.eye(d)])
+        y_aug = np.concatenate([y, np.zeros(d)])
+        w_lstsq = np.linalg.lstsq(a_aug, y_aug, rcond=None)[0]
+        w_normal = np.linalg.solve(a.T @ a + lam * np.eye(d), a.T @ y)
+        np.testing.assert_allclose(w, w_lstsq, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(w, w_normal, rtol=1e-8, atol=1e-10)
+
+
+def test_odd_kernel_sizes():
+    assert odd(7.2, 1, 9) == 7
+    assert odd(6.0, 1, 9) in (5, 7)
+    assert odd(20.0, 1, 9) == 9
+    assert odd(0.2, 1, 9) == 1
+
+
+def _loss(clf: FilterClassifier, x, y, weights, lam_rel):
+    s = F.conv2d(x, clf.filter, padding=clf.padding)
+    fg = y > clf.cfg.hinge_threshold
+    r = torch.where(fg, s - y * fg, s.clamp(min=0))
+    return float((weights.view(-1, 1, 1, 1) * r.pow(2)).sum())
+
+
+def test_fourier_training_matches_convolution_and_reduces_loss():
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(init_steps=0)
+    clf = FilterClassifier(cfg, channels=6, device=torch.device("cpu"))
+    x = torch.randn(5, 6, 15, 15)
+    rows = torch.arange(15.0).view(-1, 1)
+    y = torch.exp(-0.5 * ((rows - 7) ** 2 + (rows.T - 7) ** 2) / 1.5**2).expand(5, 1, 15, 15)
+    weights = torch.full((5,), 0.2)
+    clf.initialize(x, y.contiguous(), weights, (7.0, 7.0), (5.0, 3.0))
+    assert clf.filter.shape == (1, 6, 5, 3)
+    # The circular products on padded spectra equal the 'same'-padded correlation.
+    size = clf.fft_size((15, 15))
+    sf = (clf.spectra(x) * clf._circ(clf.filter, size).conj()).sum(1, keepdim=True)
+    s_fft = torch.fft.irfft2(sf, s=size)[:, :, :15, :15]
+    torch.testing.assert_close(s_fft, clf.scores(x), atol=1e-4, rtol=1e-4)
+    before = _loss(clf, x, y, weights, cfg.reg)
+    clf.refine(clf.spectra(x), y.contiguous(), weights, 10)
+    after = _loss(clf, x, y, weights, cfg.reg)
+    assert after < 0.95 * before
+
+
+def test_step_scale_and_filter_load_from_file(tmp_path):
+    path = tmp_path / "init.pt"
+    torch.save({"filter": torch.ones(1, 4, 3, 3), "step_scale": torch.full((4,), 0.5)}, path)
+    clf = FilterClassifier(
+        ClassifierConfig(weights_path=str(path), init_steps=0), 4, torch.device("cpu")
+    )
+    assert torch.equal(clf.step_scale.flatten(), torch.full((4,), 0.5))
+    x = torch.randn(1, 4, 9, 9)
+    clf.initialize(x, torch.zeros(1, 1, 9, 9), torch.ones(1), (4.0, 4.0), (5.0, 5.0))
+    assert clf.filter.shape == (1, 4, 5, 5)
+    torch.testing.assert_close(clf.filter, torch.ones(1, 4, 5, 5))
+
+
+def test_memory_keeps_first_frame_weight_floor_and_bounded_size():
+    mem = SampleMemory(size=6, init_weight_floor=0.4)
+    mem.initialize(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1, 4, 4))
+    for i in range(20):
+        mem.add(torch.full((1, 3, 4, 4), float(i + 1)), torch.zeros(1, 1, 4, 4), 0.3)
+    feats, _, weights = mem.samples()
+    assert feats.shape[0] == 6
+    assert abs(float(weights.sum()) - 1.0) < 1e-5
+    assert float(weights[:2].sum()) >= 0.4 - 1e-5
+    assert torch.all(feats[:2] == 0)  # first-frame samples never replaced
+    assert float(feats[2:].max()) == 20.0  # the newest sample is in memory

@@ -140,19 +140,22 @@ def bgr_to_image(
 
 
 def _bgr_to_yuv422(frame: np.ndarray, uyvy: bool) -> np.ndarray:
-    """Pack BGR into YUV 4:2:2 (OpenCV has no BGR->UYVY conversion, so it is done here)."""
-    yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV).astype(np.float32)
-    y = yuv[:, :, 0]
-    u = (yuv[:, 0::2, 1] + yuv[:, 1::2, 1]) / 2
-    v = (yuv[:, 0::2, 2] + yuv[:, 1::2, 2]) / 2
+    """Pack BGR into YUV 4:2:2, BT.601 limited range (what cameras send and OpenCV decodes).
+
+    OpenCV has no BGR->UYVY conversion; this exists for the image source and the tests.
+    """
+    ycrcb = cv2.cvtColor(frame, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+    y = 16.0 + ycrcb[:, :, 0] * (219.0 / 255.0)
+    cb = 128.0 + (ycrcb[:, :, 2] - 128.0) * (224.0 / 255.0)
+    cr = 128.0 + (ycrcb[:, :, 1] - 128.0) * (224.0 / 255.0)
     h, w = y.shape
-    out = np.empty((h, w, 2), np.uint8)
     chroma = np.empty((h, w), np.float32)
-    chroma[:, 0::2], chroma[:, 1::2] = u, v
-    if uyvy:
-        out[:, :, 0], out[:, :, 1] = np.clip(chroma, 0, 255), np.clip(y, 0, 255)
-    else:
-        out[:, :, 0], out[:, :, 1] = np.clip(y, 0, 255), np.clip(chroma, 0, 255)
+    chroma[:, 0::2] = (cb[:, 0::2] + cb[:, 1::2]) / 2
+    chroma[:, 1::2] = (cr[:, 0::2] + cr[:, 1::2]) / 2
+    out = np.empty((h, w, 2), np.uint8)
+    luma_idx, chroma_idx = (1, 0) if uyvy else (0, 1)
+    out[:, :, luma_idx] = np.clip(np.rint(y), 0, 255)
+    out[:, :, chroma_idx] = np.clip(np.rint(chroma), 0, 255)
     return out
 
 

@@ -1,0 +1,69 @@
+"""Launch files parse, and everything they name exists (``launch`` itself is not installable).
+
+Starting each node the way its launch file does is in test/integration/test_launch_nodes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meta_tracker_ros.tools.launch_check import launch_files, parse_launch_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED = {
+    "tracker.launch.py",
+    "camera_tracker.launch.py",
+    "follow_target.launch.py",
+    "demo.launch.py",
+}
+# Topics each of our nodes subscribes or publishes under a relative name (remappable).
+NODE_TOPICS = {
+    "tracker_node": {"image", "image/compressed", "camera_info", "depth"},
+    "follower_node": {"tracks", "camera_info", "cmd_vel"},
+    "image_source": {"image", "camera_info"},
+}
+
+
+def test_all_launch_files_exist():
+    assert {p.name for p in launch_files()} >= EXPECTED
+
+
+@pytest.mark.parametrize("path", launch_files(), ids=lambda p: p.name)
+def test_launch_file_names_existing_things(path: Path):
+    nodes = parse_launch_file(path)
+    assert nodes, f"{path.name} starts no node"
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    package_xml = (ROOT / "package.xml").read_text()
+    for node in nodes:
+        if node.package == "meta_tracker_ros":
+            assert (ROOT / "scripts" / node.executable).is_file(), node.executable
+            assert f"scripts/{node.executable}" in cmake, f"{node.executable} not installed"
+            for src, dst in node.remappings:
+                assert src in NODE_TOPICS[node.executable], f"{node.executable} has no '{src}'"
+                assert dst, f"empty remap target for {src}"
+        else:  # external packages must be declared so rosdep installs them
+            assert f"<exec_depend>{node.package}</exec_depend>" in package_xml, node.package
+        for params_file in node.params_files:
+            assert params_file.is_file(), params_file
+            data = yaml.safe_load(params_file.read_text())
+            assert node.executable in data and "ros__parameters" in data[node.executable]
+        for arg in node.arguments:
+            if arg.endswith(".rviz"):
+                assert Path(arg).is_file(), arg
+
+
+def test_rviz_config_shows_the_debug_image():
+    data = yaml.safe_load((ROOT / "config" / "tracker.rviz").read_text())
+    displays = data["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/Image")}
+    assert "/tracker_node/debug_image" in topics
+
+
+def test_follow_target_remaps_cmd_vel_from_an_argument():
+    path = ROOT / "launch" / "follow_target.launch.py"
+    text = path.read_text()
+    assert re.search(r'\("cmd_vel",\s*LaunchConfiguration\("cmd_vel"\)\)', text)

@@ -1,0 +1,77 @@
+"""Config dataclasses <-> ROS parameter specs, generated params files and docs."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from meta_tracker_ros.core.config import TrackerConfig
+from meta_tracker_ros.ros.params import (
+    NodeConfig,
+    check_value,
+    node_specs,
+    ros_params_yaml,
+    tracker_specs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_tracker_leaf_becomes_a_parameter():
+    config = TrackerConfig()
+    names = {s.name for s in tracker_specs(config)}
+    assert names == set(config.flat())
+    assert all(s.description for s in tracker_specs(config))
+
+
+def test_runtime_and_backbone_are_read_only_others_not():
+    for spec in tracker_specs(TrackerConfig()):
+        section = spec.name.split(".")[0]
+        assert spec.read_only == (section in ("runtime", "backbone")), spec.name
+
+
+def test_ranges_contain_defaults_and_reject_bad_values():
+    specs = {s.name: s for s in node_specs(NodeConfig())}
+    ring = specs["frame_ring_length"]
+    assert check_value(ring, 30) is None
+    assert "outside" in check_value(ring, 0)
+    assert "number" in check_value(ring, "x")
+    assert check_value(specs["lost_timeout"], float("nan")) is not None
+    for spec in tracker_specs(TrackerConfig()):
+        assert check_value(spec, spec.default) is None, spec.name
+
+
+def test_params_yaml_round_trips_to_the_same_config():
+    specs = tracker_specs(TrackerConfig())
+    data = yaml.safe_load(ros_params_yaml("tracker_node", specs))
+    params = data["tracker_node"]["ros__parameters"]
+    assert TrackerConfig.from_dict(params) == TrackerConfig()
+
+
+def test_node_config_fields_all_have_descriptions():
+    for f in dataclasses.fields(NodeConfig):
+        assert f.metadata.get("description"), f.name
+
+
+def test_generated_docs_and_params_files_are_up_to_date():
+    """docs/nodes.md, config/tracker_node.yaml and config/follower_node.yaml match the code."""
+    res = subprocess.run(
+        [sys.executable, "-m", "meta_tracker_ros.tools.param_docs", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_tracker_node_yaml_matches_the_shipped_tracker_yaml():
+    data = yaml.safe_load((ROOT / "config" / "tracker_node.yaml").read_text())
+    params = dict(data["tracker_node"]["ros__parameters"])
+    node_fields = {f.name for f in dataclasses.fields(NodeConfig)}
+    tracker_part = {k: v for k, v in params.items() if k not in node_fields}
+    shipped = TrackerConfig.from_yaml(ROOT / "config" / "tracker.yaml")
+    assert TrackerConfig.from_dict(tracker_part) == shipped

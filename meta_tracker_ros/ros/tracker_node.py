@@ -127,6 +127,7 @@ class TrackerNode(Node):
         # Results and statistics (written by the worker, read by diagnostics).
         self._ids: list[str] = []
         self._last_results: dict[str, TrackResult] = {}
+        self._target_size: tuple[int, int] | None = None  # (h, w) the targets were set on
         self._last_header: Any = None
         self._last_frame_time = 0.0
         self._last_receive = 0.0
@@ -185,6 +186,17 @@ class TrackerNode(Node):
     # ================================================================== subscriptions
     def _on_image(self, msg: Any) -> None:
         """Keep only the newest frame; never convert or track here (see module docstring)."""
+        encoding = getattr(msg, "encoding", None)
+        if encoding is not None and encoding.lower() not in conv.COLOR_ENCODINGS:
+            # Checked here (a string compare) rather than in the worker, so an unsupported
+            # stream is reported even when the worker would have dropped those frames.
+            if encoding not in self._warned:
+                self._warned.add(encoding)
+                self.get_logger().warning(
+                    f"unsupported image encoding '{encoding}' on {self._image_topic()} "
+                    f"(supported: {', '.join(conv.COLOR_ENCODINGS)}); such frames are skipped"
+                )
+            return
         frame = _Frame(stamp_ns(msg.header.stamp), msg, time.monotonic())
         with self._lock:
             if self._latest is not None:
@@ -396,6 +408,7 @@ class TrackerNode(Node):
                 if kind == "add":
                     tid, frame, box, mask, header = args
                     self._tracker.add(tid, frame, box, mask)
+                    self._target_size = frame.shape[:2]
                     self._last_results[tid] = TrackResult(box, 1.0, TrackState.INITIALIZING)
                     self._last_header = self._last_header or header
                 elif kind == "remove":
@@ -463,6 +476,14 @@ class TrackerNode(Node):
             return
         t0 = time.perf_counter()
         results: dict[Any, TrackResult] = {}
+        if self._tracker_ids() and self._target_size not in (None, frame.shape[:2]):
+            h, w = self._target_size or (0, 0)
+            self._warn_throttled(
+                "size",
+                f"{frame.shape[1]}x{frame.shape[0]} frame skipped: targets were set on "
+                f"{w}x{h} images (set them again after a resolution change)",
+            )
+            return
         if self._tracker is not None and self._tracker_ids():
             results = self._tracker.track(frame)
         self._proc_times.append(time.perf_counter() - t0)

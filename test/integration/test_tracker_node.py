@@ -1,0 +1,399 @@
+"""tracker_node as a process over the real middleware: services, tracks, encodings, depth, LOST.
+
+One tracker_node process (the installed executable, the shipped params file, remapped topics,
+its own ROS domain) serves the whole module, because starting it loads the backbone. Tests
+publish procedural frames from :mod:`meta_tracker_ros.tools.synthetic` (no data needed) and
+wait on events with timeouts rather than sleeping, so they pass on a slow, shared CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy not importable: run through `make test`")
+pytest.importorskip("meta_tracker_ros.srv", reason="generated interfaces missing: `make build`")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from meta_tracker_ros.msg import TrackedObject, TrackedObjectArray  # noqa: E402
+from meta_tracker_ros.srv import RemoveTarget, SetTarget  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from meta_tracker_ros.ros import conversions as conv  # noqa: E402
+from meta_tracker_ros.ros.image_source import camera_info_for  # noqa: E402
+from meta_tracker_ros.tools import graph, synthetic  # noqa: E402
+from meta_tracker_ros.tools.demo import iou  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+WIDTH, HEIGHT = 320, 180
+WAIT = 90.0  # generous: the CPU is shared; events end the waits early
+
+
+class Harness:
+    """A client node plus helpers to publish frames, call services and wait for tracks."""
+
+    def __init__(self, context) -> None:
+        self.node = rclpy.create_node("itest_client", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_image = self.node.create_publisher(Image, "/cam/image", qos)
+        self.pub_depth = self.node.create_publisher(Image, "/cam/depth", qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, "/cam/camera_info", qos)
+        self.tracks: list[TrackedObjectArray] = []
+        self.diags: list[DiagnosticArray] = []
+        self.debug: list[Image] = []
+        self.cond = threading.Condition()
+        self.node.create_subscription(TrackedObjectArray, "/tracker_node/tracks", self._on, 50)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.set_client = self.node.create_client(SetTarget, "/tracker_node/set_target")
+        self.remove_client = self.node.create_client(RemoveTarget, "/tracker_node/remove_target")
+        self.param_client = self.node.create_client(SetParameters, "/tracker_node/set_parameters")
+        clip = list(synthetic.clip(n_frames=120, width=WIDTH, height=HEIGHT))
+        self.frames = [c[0] for c in clip]
+        self.gt = [c[1] for c in clip]
+        self.published: dict[int, int] = {}  # stamp ns -> frame index
+        self.depth_m: float | None = None
+        self._stream_stop = threading.Event()
+        self._stream: threading.Thread | None = None
+
+    def _on(self, msg: TrackedObjectArray) -> None:
+        with self.cond:
+            self.tracks.append(msg)
+            self.cond.notify_all()
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        with self.cond:
+            self.diags.append(msg)
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout=timeout)
+
+    def publish(self, index: int, encoding: str = "bgr8") -> Time:
+        """Publish frame ``index`` (and camera_info + depth when depth_m is set)."""
+        stamp = self.node.get_clock().now().to_msg()
+        msg = conv.bgr_to_image(self.frames[index % len(self.frames)], encoding)
+        msg.header.stamp, msg.header.frame_id = stamp, "cam"
+        if self.depth_m is not None:
+            depth = np.full((HEIGHT, WIDTH), self.depth_m, np.float32)
+            dmsg = conv.metres_to_depth(depth, "16UC1")
+            dmsg.header = msg.header
+            info = camera_info_for(WIDTH, HEIGHT, 1.0, "cam")
+            info.header = msg.header
+            self.pub_info.publish(info)
+            self.pub_depth.publish(dmsg)
+        self.pub_image.publish(msg)
+        self.published[stamp.sec * 10**9 + stamp.nanosec] = index % len(self.frames)
+        return stamp
+
+    def start_stream(self, rate: float = 15.0, start: int = 0) -> None:
+        """Publish frames start, start+1, ... at ``rate`` Hz on a thread until stop_stream()."""
+        self.stop_stream()
+        self._stream_stop.clear()
+
+        def run() -> None:
+            i = start
+            while not self._stream_stop.wait(1.0 / rate):
+                self.publish(i)
+                i += 1
+
+        self._stream = threading.Thread(target=run, daemon=True)
+        self._stream.start()
+
+    def stop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream_stop.set()
+            self._stream.join()
+            self._stream = None
+
+    def call(self, client, request, timeout: float = WAIT):
+        assert client.wait_for_service(timeout_sec=timeout), "service not available"
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(timeout), "service call timed out"
+        return future.result()
+
+    def set_target(self, box, stamp: Time | None = None, tid: str = "", **extra):
+        req = SetTarget.Request(id=tid, x=float(box[0]), y=float(box[1]))
+        req.width, req.height = float(box[2]), float(box[3])
+        if stamp is not None:
+            req.stamp = stamp
+        for key, value in extra.items():
+            setattr(req, key, value)
+        return self.call(self.set_client, req)
+
+    def remove(self, tid: str):
+        return self.call(self.remove_client, RemoveTarget.Request(id=tid))
+
+    def set_param(self, name: str, value):
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=pv)])
+        return self.call(self.param_client, req).results[0]
+
+    def close(self) -> None:
+        self.stop_stream()
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """tracker_node process + client harness in a private ROS domain."""
+    domain = random.randint(101, 200)
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    log = tmp_path_factory.mktemp("tracker") / "tracker_node.log"
+    proc = graph.start_node(
+        "tracker_node",
+        [
+            "--params-file", str(graph.ROOT / "config" / "tracker_node.yaml"),
+            "-p", "lost_timeout:=1.0",
+            "-p", "set_target_timeout:=60.0",
+            "-p", "frame_ring_length:=20",
+            "-p", "diagnostics_period:=0.5",
+            "-r", "image:=/cam/image",
+            "-r", "depth:=/cam/depth",
+            "-r", "camera_info:=/cam/camera_info",
+        ],
+        log,
+    )  # fmt: skip
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    h = Harness(context)
+    h.proc, h.log = proc, log
+    try:
+        assert h.set_client.wait_for_service(timeout_sec=WAIT), log.read_text()
+        yield h
+    finally:
+        h.close()
+        rclpy.shutdown(context=context)
+        graph.stop_node(proc)
+        if old is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = old
+
+
+def _until_image_received(h: Harness, index: int = 0) -> Time:
+    """Publish frame ``index`` until the node has it (set_target stops saying 'no image')."""
+    for _ in range(200):
+        stamp = h.publish(index)
+        res = h.set_target((float("nan"), 0, 10, 10), stamp)
+        if "no image" not in res.message and "too old" not in res.message:
+            return stamp
+        time.sleep(0.05)
+    raise AssertionError("tracker_node never received an image")
+
+
+def test_set_target_before_any_image_fails_clearly(env):
+    res = env.set_target((10, 10, 20, 20))
+    assert not res.success
+    assert "no image received yet" in res.message and "/cam/image" in res.message
+
+
+def test_bad_requests_answer_false_with_a_reason(env):
+    stamp = _until_image_received(env)
+    cases = {
+        "non-finite": env.set_target((float("nan"), 1, 10, 10), stamp),
+        "positive width": env.set_target((10, 10, 0, 10), stamp),
+        "positive width ": env.set_target((10, 10, -5, 10), stamp),
+        "does not overlap": env.set_target((WIDTH + 5, 10, 20, 20), stamp),
+        "too old": env.set_target((10, 10, 20, 20), Time(sec=1, nanosec=0)),
+        "yet": env.set_target((10, 10, 20, 20), Time(sec=stamp.sec + 100, nanosec=0)),
+        "printable": env.set_target((10, 10, 20, 20), stamp, tid="bad\nid"),
+        "mask is": env.set_target(
+            (10, 10, 20, 20), stamp, mask=conv.mask_to_image(np.ones((5, 5), np.uint8))
+        ),
+        "mask must be mono8": env.set_target(
+            (10, 10, 20, 20), stamp, mask=conv.bgr_to_image(np.zeros((4, 4, 3), np.uint8))
+        ),
+    }
+    for expected, res in cases.items():
+        assert not res.success, expected
+        assert expected.strip() in res.message, (expected, res.message)
+    res = env.remove("nobody")
+    assert not res.success and "no target 'nobody'" in res.message
+    assert env.proc.poll() is None
+
+
+def test_set_track_and_remove_targets(env):
+    stamp = _until_image_received(env, 0)
+    res = env.set_target(env.gt[0], stamp, tid="a")
+    assert res.success and res.id == "a", res.message
+    n0 = len(env.tracks)
+    env.start_stream(rate=15.0, start=1)
+    assert env.wait_for(lambda: sum(1 for t in env.tracks[n0:] if t.objects) >= 3)
+    got = [t for t in env.tracks[n0:] if t.objects]
+    for msg in got:
+        key = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        assert key in env.published, "tracks header must be copied from a published image"
+        assert msg.header.frame_id == "cam"
+        obj = msg.objects[0]
+        assert obj.id == "a" and obj.state != TrackedObject.STATE_LOST
+    last = got[-1]
+    obj = last.objects[0]
+    index = env.published[last.header.stamp.sec * 10**9 + last.header.stamp.nanosec]
+    assert iou(conv.msg_to_box(obj), env.gt[index]) > 0.3
+    assert obj.mask.width > 0 and obj.mask.width == obj.mask_roi.width
+    assert np.frombuffer(obj.mask.data, np.uint8).any(), "mask is empty"
+
+    res = env.set_target((10, 10, 40, 40), Time(), tid="")  # zero stamp: newest; id assigned
+    assert res.success and res.id, res.message
+    second = res.id
+    n1 = len(env.tracks)
+    assert env.wait_for(
+        lambda: any({o.id for o in t.objects} == {"a", second} for t in env.tracks[n1:])
+    )
+    assert env.remove("a").success
+    n2 = len(env.tracks)
+    assert env.wait_for(lambda: any([o.id for o in t.objects] == [second] for t in env.tracks[n2:]))
+    assert env.remove("").success  # all
+    env.stop_stream()
+
+
+def test_targets_go_lost_when_frames_stop_and_recover(env):
+    stamp = _until_image_received(env, 0)
+    assert env.set_target(env.gt[0], stamp, tid="a").success
+    env.start_stream(rate=15.0, start=1)
+    n0 = len(env.tracks)
+    assert env.wait_for(lambda: len(env.tracks) - n0 >= 2)
+    env.stop_stream()
+    n1 = len(env.tracks)
+    assert env.wait_for(
+        lambda: any(
+            t.objects and all(o.state == TrackedObject.STATE_LOST for o in t.objects)
+            for t in env.tracks[n1:]
+        )
+    ), "no LOST report after the images stopped"
+    env.start_stream(rate=15.0, start=1)
+    n2 = len(env.tracks)
+    assert env.wait_for(
+        lambda: any(o.state != TrackedObject.STATE_LOST for t in env.tracks[n2:] for o in t.objects)
+    ), "targets did not recover when images resumed"
+    env.stop_stream()
+    assert env.remove("").success
+
+
+def test_wrong_encodings_and_broken_images_are_skipped(env):
+    stamp = _until_image_received(env, 0)
+    assert env.set_target(env.gt[0], stamp, tid="a").success
+    for _ in range(3):
+        for encoding in ("bayer_rggb8", "32FC3"):
+            msg = conv.bgr_to_image(env.frames[1], "bgr8")
+            msg.encoding = encoding
+            msg.header.stamp = env.node.get_clock().now().to_msg()
+            env.pub_image.publish(msg)
+            time.sleep(0.05)
+    broken = [
+        Image(height=0, width=0, encoding="bgr8", step=0),
+        Image(height=1, width=1, encoding="bgr8", step=3, data=bytes(3)),  # 1x1: too small
+        Image(height=101, width=33, encoding="bgr8", step=99, data=bytes(10)),  # short data
+        Image(height=4, width=3, encoding="yuv422", step=6, data=bytes(24)),  # odd width
+        Image(height=7, width=5, encoding="rgb8", step=15, data=bytes(105)),  # odd size: ok
+    ]
+    for msg in broken:
+        msg.header.stamp = env.node.get_clock().now().to_msg()
+        env.pub_image.publish(msg)
+        time.sleep(0.05)
+    for encoding in ("rgb8", "mono8", "yuv422", "bgra8"):  # valid ones keep the node tracking
+        env.publish(2, encoding)
+        time.sleep(0.05)
+    n0 = len(env.tracks)
+    env.start_stream(rate=15.0, start=3)
+    assert env.wait_for(lambda: len(env.tracks) - n0 >= 2), "node stopped publishing tracks"
+    env.stop_stream()
+    assert env.proc.poll() is None, "tracker_node died"
+    assert env.remove("").success
+    log = env.log.read_text()
+    assert log.count("unsupported image encoding 'bayer_rggb8'") == 1, log[-2000:]
+    assert log.count("unsupported image encoding '32FC3'") == 1
+
+
+def test_depth_gives_position(env):
+    env.depth_m = 2.0
+    try:
+        stamp = _until_image_received(env, 0)
+        assert env.set_target(env.gt[0], stamp, tid="d").success
+        n0 = len(env.tracks)
+        env.start_stream(rate=15.0, start=1)
+        assert env.wait_for(
+            lambda: any(o.has_position for t in env.tracks[n0:] for o in t.objects)
+        ), "no position although depth and camera_info are published"
+        env.stop_stream()
+        msg = next(t for t in env.tracks[n0:] if any(o.has_position for o in t.objects))
+        obj = msg.objects[0]
+        assert obj.position.z == pytest.approx(2.0, abs=0.01)
+        fx = (WIDTH / 2) / np.tan(0.5)
+        expected_x = (obj.center_x - WIDTH / 2) * 2.0 / fx
+        assert obj.position.x == pytest.approx(expected_x, abs=0.15)
+        assert np.sign(obj.position.x) == np.sign(obj.center_x - WIDTH / 2)
+    finally:
+        env.depth_m = None
+        env.stop_stream()
+        env.remove("")
+
+
+def test_parameters_read_only_ranges_and_runtime_changes(env):
+    res = env.set_param("runtime.backend", "onnxruntime")
+    assert not res.successful and "read-only" in res.reason.lower()
+    res = env.set_param("frame_ring_length", 0)
+    assert not res.successful
+    assert env.set_param("lost_timeout", 1.5).successful
+    assert env.set_param("localization.lost_after", 4).successful
+    res = env.set_param("localization.uncertain_threshold", 7.0)
+    assert not res.successful
+    assert env.set_param("mask_as_roi", False).successful
+    assert env.set_param("mask_as_roi", True).successful
+
+
+def test_diagnostics_report_rate_backend_and_targets(env):
+    def has_status() -> bool:
+        return any(s.name.startswith("tracker_node") for d in env.diags for s in d.status)
+
+    assert env.wait_for(has_status, timeout=20.0)
+    status = next(s for d in env.diags for s in d.status if s.name.startswith("tracker_node"))
+    keys = {kv.key for kv in status.values}
+    assert {"processing_rate_hz", "latency_p50_ms", "backend", "device", "targets"} <= keys
+
+
+def test_debug_image_only_when_subscribed(env):
+    got = threading.Event()
+    images: list[Image] = []
+
+    def on_debug(msg: Image) -> None:
+        images.append(msg)
+        got.set()
+
+    sub = env.node.create_subscription(Image, "/tracker_node/debug_image", on_debug, 1)
+    try:
+        env.start_stream(rate=10.0, start=0)
+        assert got.wait(WAIT), "no debug image although subscribed"
+        assert (images[0].width, images[0].height, images[0].encoding) == (WIDTH, HEIGHT, "bgr8")
+    finally:
+        env.stop_stream()
+        env.node.destroy_subscription(sub)

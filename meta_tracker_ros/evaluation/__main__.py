@@ -84,9 +84,10 @@ def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactor
         if name == "meta":
             # Imported only when asked for (torch + model); the YAML is parsed once up front so
             # a bad config fails before any sequence runs, and each sequence gets its own copy.
-            from meta_tracker_ros.core import TrackerConfig, create_tracker
+            from meta_tracker_ros.core import create_tracker
+            from meta_tracker_ros.core.config import load_config
 
-            cfg = TrackerConfig.from_yaml(config) if config is not None else None
+            cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)

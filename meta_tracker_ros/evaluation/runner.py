@@ -56,6 +56,7 @@ class SequenceRun:
     track_s: float = 0.0
     tracked_frames: int = 0
     lost_frames: int = 0
+    initialized: bool = False
     mask_ious: list[float] = field(default_factory=list)
     mask_sources: set[str] = field(default_factory=set)
     error: str | None = None
@@ -88,6 +89,7 @@ def run_sequence(factory: TrackerFactory, seq: Sequence) -> SequenceRun:
         t0 = time.perf_counter()
         tracker.initialize(frame, init_box)
         run.init_s = time.perf_counter() - t0
+        run.initialized = True
         run.pred[start] = init_box
         next_frame = start + 1
         for i in range(start + 1, n):
@@ -167,7 +169,7 @@ def summarize_sequence(run: SequenceRun, seq: Sequence) -> dict[str, Any]:
     out.update(
         {
             "fps": _r(run.tracked_frames / run.track_s, 2) if run.track_s > 0 else None,
-            "init_ms": _r(run.init_s * 1000.0, 2),
+            "init_ms": _r(run.init_s * 1000.0, 2) if run.initialized else None,
             "create_ms": _r(run.create_s * 1000.0, 2),
             "frames": len(seq),
             "tracked_frames": run.tracked_frames,

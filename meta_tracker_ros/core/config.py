@@ -61,6 +61,7 @@ class MaskConfig:
     prior_bias: float = -0.5  # box prior logit on the box edge
     init_fg_shrink: float = 0.0  # initial fg label = box shrunk by this fraction per side
     init_iters: int = 3  # GrabCut-like rounds re-learning the fg colours at init
+    init_fg_power: float = 2.0  # init fg colours weighted by p**power (0: all p > 0.5 equal)
     guided_radius: float = 4.0  # guided filter radius in pixels at work_size 128 (0: off)
     guided_eps: float = 1e-2  # guided filter regulariser on [0, 1] intensities
     shape_weight: float = 0.5  # weight of the shape memory logit

@@ -178,7 +178,9 @@ class MaskHead:
                 fg_sel = (prob > 0.5) & inside & valid
                 if fg_sel.sum() < 0.05 * max(inside.sum(), 1):
                     break  # degenerate: keep the box-interior model
-                hist_fg = self._hist(q, fg_sel.astype(np.float32))
+                # Weight by p**power: pixels the box prior and colours agree on dominate, so
+                # background caught in the box (always present) fades from the fg model.
+                hist_fg = self._hist(q, fg_sel.astype(np.float32) * prob**cfg.init_fg_power)
             prob = prob * inside
         self._hist_fg0, self._hist_bg0 = hist_fg, hist_bg
         self._hist_fg, self._hist_bg = hist_fg.copy(), hist_bg.copy()
@@ -199,10 +201,10 @@ class MaskHead:
         win = self._window(frame, box)
         q = self._quantize(win.image)
         hist_fg, hist_bg = self._models()
-        logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg)
-        logit += self._prior_logit(win)
+        base = self._prior_logit(win)
         if cfg.shape_weight > 0 and self._shape is not None:
-            logit += cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
+            base += cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
+        logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + base
         prob = self._refine(win, _sigmoid(logit))
         prob[~win.valid] = 0.0
         return self._to_estimate(prob, win)

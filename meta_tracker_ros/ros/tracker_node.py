@@ -98,7 +98,11 @@ class TrackerNode(Node):
         self._node_specs = {s.name: s for s in node_specs()}
         nv = declare(self, list(self._node_specs.values()))
         self.node_cfg = NodeConfig(**nv)
-        base = load_config(self.node_cfg.config_file or None)
+        try:
+            base = load_config(self.node_cfg.config_file or None)
+        except (OSError, ValueError) as exc:  # a broken YAML must not keep the node down
+            self.get_logger().error(f"cannot load tracker config ({exc}); using code defaults")
+            base = TrackerConfig()
         self._tracker_specs = {s.name: s for s in tracker_specs(base)}
         tv = declare(self, list(self._tracker_specs.values()))
         try:
@@ -173,7 +177,11 @@ class TrackerNode(Node):
             self.node_cfg.diagnostics_period, self._publish_diagnostics, callback_group=timers
         )
         self.add_on_set_parameters_callback(self._validate_params)
-        self.add_post_set_parameters_callback(self._apply_params)
+        # Post-set callbacks exist from Iron on; on Humble the validated values are applied at
+        # the end of the validating callback instead (same effect, one callback).
+        self._post_set = hasattr(self, "add_post_set_parameters_callback")
+        if self._post_set:
+            self.add_post_set_parameters_callback(self._apply_params)
 
         self._worker = threading.Thread(target=self._work, name="tracker_worker", daemon=True)
         self._worker.start()
@@ -321,7 +329,10 @@ class TrackerNode(Node):
 
     def _image_topic(self) -> str:
         name = "image/compressed" if self.node_cfg.use_compressed else "image"
-        return self.resolve_topic_name(name)
+        try:  # resolves remappings (Node.resolve_topic_name is missing on older rclpy)
+            return self.resolve_topic_name(name)
+        except AttributeError:
+            return name
 
     def _submit(self, kind: str, *args: Any) -> Future:
         future: Future = Future()
@@ -351,6 +362,8 @@ class TrackerNode(Node):
                 self.config.with_overrides(overrides)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
+        if not self._post_set and hasattr(self, "_worker"):
+            self._apply_params(params)
         return SetParametersResult(successful=True)
 
     def _apply_params(self, params: list) -> None:

@@ -124,7 +124,11 @@ def run_once(frames, boxes, targets: int, rate: float, log: Path) -> dict:
             req.stamp = msgs[0].header.stamp
             for _ in range(100):
                 pub.publish(msgs[0])
-                res = client.call(req, timeout_sec=60.0)
+                future = client.call_async(req)
+                end = time.monotonic() + 60.0
+                while not future.done() and time.monotonic() < end:
+                    time.sleep(0.01)
+                res = future.result() if future.done() else None
                 if res is not None and (res.success or "no image" not in res.message):
                     break
                 time.sleep(0.1)

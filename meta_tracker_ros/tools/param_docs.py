@@ -146,6 +146,29 @@ directory (its `img/` is used).
 image; without `--box` (and with a display and a GUI OpenCV) it shows the newest image of
 `--image`, lets you draw the box and sends it with that image's stamp. `select_target --remove
 ID` (`''` = all) calls `remove_target`.
+
+## Launch files (real ROS 2 installs)
+
+| file | starts | arguments |
+|---|---|---|
+| `launch/tracker.launch.py` | tracker_node | `image`, `camera_info`, `depth`, `params_file`, `backend`, `namespace` |
+| `launch/camera_tracker.launch.py` | v4l2_camera + tracker_node + rviz2 (`config/tracker.rviz`) | `video_device`, `image_size`, `params_file`, `rviz` |
+| `launch/follow_target.launch.py` | tracker_node + follower_node | `image`, `camera_info`, `depth`, `cmd_vel`, `target_id`, `tracker_params`, `follower_params` |
+| `launch/demo.launch.py` | image_source + tracker_node + rviz2 | `input`, `rate`, `loop`, `params_file`, `rviz` |
+
+Without `ros2 launch` (PyPI installs), `python -m meta_tracker_ros.tools.launch_check` prints the
+equivalent `--ros-args` command line of every node.
+
+## Demo and latency benchmark
+
+- `make demo` runs image_source (procedural clip) -> tracker_node, sets the target through the
+  service on the first frame and writes `demo_output/` (annotated.mp4, tracks.jsonl,
+  summary.json/txt, node logs). `make demo INPUT=<video|folder|/dev/videoN> BOX=x,y,w,h` runs on
+  real input (a `../shared/data/boxes/<name>` folder needs no BOX).
+- `python -m meta_tracker_ros.tools.latency_bench [--sequence uav_person11] [--targets 1 4]
+  [--offline]` starts tracker_node remapped to `/camera/image_raw`, publishes a real sequence at
+  30 Hz (640x360), sets targets with the first ground-truth box and that frame's stamp, and prints
+  latency p50/p95 from publication to the tracks message, the processed-frame rate and the AUC.
 """
 
 

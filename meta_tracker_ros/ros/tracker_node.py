@@ -434,6 +434,8 @@ class TrackerNode(Node):
                     self._reconfigure(*args)
                 with self._lock:
                     self._ids = [str(t) for t in self._tracker.ids]
+                if not self._ids:
+                    self._target_size = None  # new targets may come at another resolution
                 future.set_result(True)
             except Exception as exc:
                 self.get_logger().error(f"{kind} failed: {exc}")

@@ -67,10 +67,13 @@ class ParamSpec:
     hi: float | None = None
     read_only: bool = False
     tracker: bool = False  # True: a TrackerConfig leaf
+    choices: tuple[str, ...] = ()  # allowed values of a string parameter
 
     @property
     def range_text(self) -> str:
         """Human-readable range for the docs table."""
+        if self.choices:
+            return " \\| ".join(self.choices)
         if self.lo is None or self.hi is None:
             return ""
         return f"[{_fmt(self.lo)}, {_fmt(self.hi)}]"
@@ -100,6 +103,14 @@ class NodeConfig:
         metadata={
             "description": "Subscribe camera_info and depth and fill TrackedObject.position",
             "read_only": True,
+        },
+    )
+    image_reliability: str = field(
+        default="auto",
+        metadata={
+            "description": "Reliability of the image/depth subscriptions (depth 1): auto "
+            "(reliable if every publisher is, else best-effort) | best_effort | reliable",
+            "choices": ("auto", "best_effort", "reliable"),
         },
     )
     max_targets: int = field(
@@ -274,6 +285,7 @@ def dataclass_specs(
                 hi=hi,
                 read_only=bool(read_only or meta.get("read_only", False)),
                 tracker=tracker,
+                choices=tuple(meta.get("choices", ())),
             )
         )
     return specs
@@ -303,6 +315,8 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
             return f"{spec.name} must be finite"
         if spec.ptype == "int" and int(value) != value:
             return f"{spec.name} must be an integer"
+    if spec.choices and value not in spec.choices:
+        return f"{spec.name}={value!r} is not one of {', '.join(spec.choices)}"
     if spec.lo is not None and not _in_range(value, spec.lo, spec.hi):
         return f"{spec.name}={value!r} is outside {spec.range_text}"
     return None

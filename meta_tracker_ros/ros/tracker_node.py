@@ -67,13 +67,6 @@ STRUCTURAL_PARAMS = {
     "search.crop_size",
 }
 
-SENSOR_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
-
 
 def stamp_ns(stamp: Any) -> int:
     """builtin_interfaces/Time -> integer nanoseconds."""
@@ -110,6 +103,11 @@ class TrackerNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"invalid tracker parameters ({exc}); using {base!r}")
             self.config = base
+        # Say which values differ from the tracker YAML: a stale params file is then visible.
+        base_flat = base.flat()
+        changed = {k: v for k, v in self.config.flat().items() if base_flat.get(k) != v}
+        if changed:
+            self.get_logger().info(f"tracker parameters differing from the tracker YAML: {changed}")
         self._factory = tracker_factory
         self._tracker: Any = None
         self._tracker_error = ""
@@ -145,26 +143,18 @@ class TrackerNode(Node):
         sensors = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
         timers = MutuallyExclusiveCallbackGroup()
+        # Sensor subscriptions: depth-1 keep-last, reliability matched to the publishers (see
+        # _sensor_qos); re-checked every second because publishers are discovered late.
+        self._sensors_group = sensors
+        self._sensor_subs: dict[str, list] = {}  # topic -> [type, callback, depth, reliable, sub]
         if self.node_cfg.use_compressed:
-            self.create_subscription(
-                CompressedImage,
-                "image/compressed",
-                self._on_image,
-                SENSOR_QOS,
-                callback_group=sensors,
-            )
+            self._add_sensor_sub("image/compressed", CompressedImage, self._on_image, 1)
         else:
-            self.create_subscription(
-                Image, "image", self._on_image, SENSOR_QOS, callback_group=sensors
-            )
+            self._add_sensor_sub("image", Image, self._on_image, 1)
         if self.node_cfg.use_depth:
-            depth_qos = QoSProfile(depth=4, reliability=ReliabilityPolicy.BEST_EFFORT)
-            self.create_subscription(
-                Image, "depth", self._on_depth, depth_qos, callback_group=sensors
-            )
-            self.create_subscription(
-                CameraInfo, "camera_info", self._on_info, SENSOR_QOS, callback_group=sensors
-            )
+            self._add_sensor_sub("depth", Image, self._on_depth, 4)
+            self._add_sensor_sub("camera_info", CameraInfo, self._on_info, 1)
+        self.create_timer(1.0, self._refresh_sensor_qos, callback_group=sensors)
         self.pub_tracks = self.create_publisher(TrackedObjectArray, "~/tracks", 10)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", 1)
         self.pub_mask = self.create_publisher(Image, "~/mask", 1)
@@ -192,6 +182,51 @@ class TrackerNode(Node):
         )
 
     # ================================================================== subscriptions
+    def _wants_reliable(self, topic: str) -> bool:
+        """Reliability for a sensor subscription: the parameter, or (auto) the publishers'.
+
+        A best-effort reader matches every writer, but Fast DDS delivers large best-effort
+        samples (a 640x360 bgr8 image is 691 kB) through UDP fragments that a default socket
+        buffer drops: nothing arrives. A reliable reader recovers the fragments but cannot
+        match best-effort writers. ``auto`` therefore subscribes reliable when every publisher
+        of the topic is reliable and best-effort otherwise; depth 1 keeps newest-frame-only
+        either way.
+        """
+        mode = self.node_cfg.image_reliability
+        if mode != "auto":
+            return mode == "reliable"
+        try:
+            infos = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+        except Exception:
+            return False
+        return bool(infos) and all(
+            i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos
+        )
+
+    def _add_sensor_sub(self, topic: str, msg_type: Any, callback: Any, depth: int) -> None:
+        reliable = self._wants_reliable(topic)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        sub = self.create_subscription(
+            msg_type, topic, callback, qos, callback_group=self._sensors_group
+        )
+        self._sensor_subs[topic] = [msg_type, callback, depth, reliable, sub]
+
+    def _refresh_sensor_qos(self) -> None:
+        """Re-create a sensor subscription whose publishers changed reliability."""
+        for topic, (msg_type, callback, depth, reliable, sub) in list(self._sensor_subs.items()):
+            if self._wants_reliable(topic) != reliable:
+                self.destroy_subscription(sub)
+                self._add_sensor_sub(topic, msg_type, callback, depth)
+                self.get_logger().info(
+                    f"{self.resolve_topic_name(topic)}: subscribed "
+                    f"{'reliable' if not reliable else 'best-effort'} to match its publishers"
+                )
+
     def _on_image(self, msg: Any) -> None:
         """Keep only the newest frame; never convert or track here (see module docstring)."""
         encoding = getattr(msg, "encoding", None)

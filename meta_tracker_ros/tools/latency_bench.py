@@ -69,9 +69,12 @@ def extra_boxes(first: tuple, size: tuple[int, int], count: int) -> list[tuple]:
     return out
 
 
-def run_once(frames, boxes, targets: int, rate: float, log: Path) -> dict:
+def run_once(
+    frames, boxes, targets: int, rate: float, log: Path, extra: list[str] | None = None
+) -> dict:
     """One tracker_node process, one publishing run; returns the measurements."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -86,6 +89,7 @@ def run_once(frames, boxes, targets: int, rate: float, log: Path) -> dict:
             "--params-file", str(graph.ROOT / "config" / "tracker_node.yaml"),
             "-p", "set_target_timeout:=30.0",
             "-r", "image:=/camera/image_raw",
+            *[a for p in extra or [] for a in ("-p", p)],
         ],
         log,
     )  # fmt: skip
@@ -107,6 +111,14 @@ def run_once(frames, boxes, targets: int, rate: float, log: Path) -> dict:
         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
     )
     node.create_subscription(TrackedObjectArray, "/tracker_node/tracks", on_tracks, 50)
+    diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("tracker_node"):
+                diag.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     try:
         if not graph.wait_for_service(node, SetTarget, "/tracker_node/set_target", 60.0):
             raise SystemExit(f"tracker_node did not start; see {log}")
@@ -174,6 +186,9 @@ def run_once(frames, boxes, targets: int, rate: float, log: Path) -> dict:
         "processed_rate": (len(recv_times) - 1) / span if span > 0 else 0.0,
         "latency": np.array(lat),
         "auc": success_auc(ious),
+        "node_received": diag.get("frames_received", "?"),
+        "node_dropped": diag.get("frames_dropped", "?"),
+        "tracker_ms": diag.get("tracker_ms_mean", "?"),
     }
 
 
@@ -199,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="640x360")
     p.add_argument("--offline", action="store_true", help="also the offline AUC of the core")
     p.add_argument("--log-dir", type=Path, default=Path("/tmp"))
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="extra tracker_node parameter, e.g. runtime.num_threads:=1 (repeatable)",
+    )
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     frames, boxes = load_sequence(args.data, args.sequence, size, args.frames)
@@ -213,14 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
     for n in args.targets:
-        r = run_once(frames, boxes, n, args.rate, args.log_dir / f"latency_bench_{n}.log")
+        log = args.log_dir / f"latency_bench_{n}.log"
+        r = run_once(frames, boxes, n, args.rate, log, args.param)
         lat = r["latency"]
         print(
             f"targets={n}: latency p50={np.percentile(lat, 50):.1f} ms "
             f"p95={np.percentile(lat, 95):.1f} ms max={lat.max():.1f} ms | processed "
             f"{r['processed']}/{r['published']} frames, {r['processed_rate']:.1f} Hz "
             f"(published {r['publish_rate']:.1f} Hz) | init {r['init_s']:.2f} s | "
-            f"AUC(target t0, processed frames)={r['auc']:.1f}"
+            f"AUC(target t0, processed frames)={r['auc']:.1f} | node: received "
+            f"{r['node_received']}, dropped {r['node_dropped']}, tracker {r['tracker_ms']} ms"
         )
     if args.offline:
         print(f"offline core AUC on all {len(frames)} frames: {offline_auc(frames, boxes):.1f}")

@@ -149,8 +149,16 @@ class ImageSource(Node):
         start_paused = bool(
             p("start_paused", False, "Publish the first frame, then wait for ~/pause false")
         )
+        depth = int(
+            p(
+                "queue_depth",
+                1,
+                "Publisher history depth (1: newest only; more lets slow "
+                "reliable subscribers such as recorders get every frame)",
+            )
+        )
         qos = QoSProfile(
-            depth=1,
+            depth=max(1, depth),
             reliability=ReliabilityPolicy.RELIABLE
             if self.reliable
             else ReliabilityPolicy.BEST_EFFORT,

@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 "-p", f"max_frames:={frames_limit}",
                 "-p", "wait_for_subscribers:=2",
                 "-p", "start_paused:=true",
+                "-p", "queue_depth:=50",  # the recorder must see every frame for the video
                 *remap,
             ],
             args.output / "image_source.log",

@@ -158,8 +158,11 @@ targets at their last boxes. `runtime.*`, `backbone.*`, `config_file`, `use_comp
 `image_source --ros-args -p input:=<synthetic|video|folder|/dev/videoN> -p rate:=30.0 -p loop:=true`
 publishes `image` (bgr8) and `camera_info` (pinhole from `horizontal_fov`) with the same
 header. Parameters: `input`, `rate`, `loop`, `frame_id`, `horizontal_fov`, `width`, `height`,
-`max_frames`, `wait_for_subscribers`, `reliable`. Folders may be a `../shared/data/boxes/<name>`
-directory (its `img/` is used).
+`max_frames`, `wait_for_subscribers`, `reliable`, `queue_depth`, `start_paused`. Service
+`~/pause` (std_srvs/SetBool): pause / resume playback; while paused (`start_paused` starts so
+after the first frame) the current frame is re-sent with the same stamp, so a client can set a
+target on it and resume once the tracker is initialised (the demo does). Folders may be a
+`../shared/data/boxes/<name>` directory (its `img/` is used).
 
 ## select_target
 

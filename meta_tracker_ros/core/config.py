@@ -117,17 +117,17 @@ class MemoryConfig:
     update_interval: int = 10  # optimise every N frames ...
     update_steps: int = 2  # ... with this many steepest-descent steps
     hard_negative_steps: int = 1  # steps taken immediately on a distractor frame
-    min_score: float = 0.5  # relative peak needed to write a sample (confidence gate)
+    min_score: float = 0.3  # relative peak needed to write a sample (confidence gate)
 
 
 @dataclass
 class LocalizationConfig:
     """Peak finding and the TRACKING / UNCERTAIN / LOST state machine (scores are relative)."""
 
-    uncertain_threshold: float = 0.4  # relative peak below this: UNCERTAIN
-    lost_threshold: float = 0.2  # below this: not found (UNCERTAIN, then LOST)
+    uncertain_threshold: float = 0.3  # relative peak below this: UNCERTAIN
+    lost_threshold: float = 0.15  # below this: not found (UNCERTAIN, then LOST)
     lost_after: int = 3  # consecutive not-found frames before LOST
-    reacquire_threshold: float = 0.45  # a LOST target is re-acquired above this
+    reacquire_threshold: float = 0.35  # a LOST target is re-acquired above this
     distractor_ratio: float = 0.8  # second peak above this x first peak: ambiguous
     hard_negative_ratio: float = 0.5  # second peak above this x first peak: hard negative
     suppress_size: float = 1.1  # peak suppression window radius, x target size
@@ -141,7 +141,11 @@ class ScaleConfig:
     enabled: bool = True
     num_scales: int = 17
     scale_step: float = 1.03
+    # Feature maps sampled per scale, concatenated: "projected" (the classifier's features)
+    # and/or backbone levels ("s4" is fine-grained and sensitive to size, but drifts alone).
+    feature_levels: list[str] = field(default_factory=lambda: ["s4"])
     sample_cells: int = 6  # each scale sample is resampled to this many cells per side
+    sample_padding: float = 1.0  # each sample covers this x the scaled target box
     learning_rate: float = 0.025  # numerator/denominator update rate
     reg: float = 0.01
     sigma_factor: float = 0.25  # label sigma over scales = this x sqrt(num_scales)

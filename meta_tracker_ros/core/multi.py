@@ -46,6 +46,8 @@ class MultiTracker:
         levels = set(cfg.classifier.feature_levels)
         if cfg.mask.enabled:
             levels |= set(cfg.mask_fusion.feature_levels)
+        if cfg.scale.enabled:
+            levels |= {lv for lv in cfg.scale.feature_levels if lv != "projected"}
         unknown = sorted(lv for lv in levels if lv not in LITE0_LEVELS)
         if unknown:
             raise ValueError(f"unknown feature level(s) {unknown}; known: {list(LITE0_LEVELS)}")

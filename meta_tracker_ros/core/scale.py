@@ -19,7 +19,11 @@ from meta_tracker_ros.core.config import ScaleConfig
 
 
 class ScaleFilter:
-    """Per-target scale filter; positions and sizes are in feature cells of the search crop."""
+    """Per-target scale filter.
+
+    Methods take ``maps``: a list of ``(feat (1, C, H, W), center (row, col), size (h, w))``
+    with centre and size in that map's cells (the tracker converts from classifier cells).
+    """
 
     def __init__(self, cfg: ScaleConfig) -> None:
         self.cfg = cfg
@@ -33,7 +37,14 @@ class ScaleFilter:
         self.num: np.ndarray | None = None
         self.den: np.ndarray | None = None
 
-    def _sample(
+    def _sample(self, maps) -> np.ndarray:
+        """(D, num_scales) matrix from ``[(feat, center, size), ...]``, one entry per map."""
+        parts = [self._sample_one(*m) for m in maps]
+        if len(parts) > 1:  # equalise the maps' contributions
+            parts = [p / max(float(np.sqrt((p**2).mean())), 1e-12) for p in parts]
+        return np.concatenate(parts, axis=0) * self.window[None, :]
+
+    def _sample_one(
         self, feat: torch.Tensor, center: tuple[float, float], size: tuple[float, float]
     ) -> np.ndarray:
         """(D, num_scales) matrix: ``feat`` (1, C, H, W) resampled at each scaled box."""
@@ -41,8 +52,9 @@ class ScaleFilter:
         k = int(self.cfg.sample_cells)
         lin = (torch.arange(k, dtype=torch.float32) + 0.5) / k - 0.5  # in (-0.5, 0.5)
         f = torch.as_tensor(self.factors, dtype=torch.float32).view(-1, 1, 1)
-        rows = center[0] + lin.view(1, -1, 1) * size[0] * f  # (S, k, 1) cell coordinates
-        cols = center[1] + lin.view(1, 1, -1) * size[1] * f  # (S, 1, k)
+        pad = self.cfg.sample_padding
+        rows = center[0] + lin.view(1, -1, 1) * size[0] * pad * f  # (S, k, 1) cell coordinates
+        cols = center[1] + lin.view(1, 1, -1) * size[1] * pad * f  # (S, 1, k)
         gy = ((2.0 * rows + 1.0) / h - 1.0).expand(-1, k, k)
         gx = ((2.0 * cols + 1.0) / w - 1.0).expand(-1, k, k)
         grid = torch.stack([gx, gy], dim=-1).to(feat.device)  # (S, k, k, 2)
@@ -50,27 +62,26 @@ class ScaleFilter:
         out = F.grid_sample(
             feat.expand(s, -1, -1, -1), grid, mode="bilinear", align_corners=False
         )  # (S, C, k, k)
-        x = out.reshape(s, c * k * k).T.cpu().numpy().astype(np.float64)
-        return x * self.window[None, :]
+        return out.reshape(s, c * k * k).T.cpu().numpy().astype(np.float64)
 
-    def initialize(self, feat: torch.Tensor, center, size) -> None:
-        xf = np.fft.fft(self._sample(feat, center, size), axis=1)
+    def initialize(self, maps) -> None:
+        xf = np.fft.fft(self._sample(maps), axis=1)
         self.num = np.conj(self.yf)[None, :] * xf
         self.den = np.real(np.sum(xf * np.conj(xf), axis=0))
 
-    def update(self, feat: torch.Tensor, center, size) -> None:
+    def update(self, maps) -> None:
         if self.num is None or self.den is None:
-            self.initialize(feat, center, size)
+            self.initialize(maps)
             return
         lr = self.cfg.learning_rate
-        xf = np.fft.fft(self._sample(feat, center, size), axis=1)
+        xf = np.fft.fft(self._sample(maps), axis=1)
         self.num = (1 - lr) * self.num + lr * np.conj(self.yf)[None, :] * xf
         self.den = (1 - lr) * self.den + lr * np.real(np.sum(xf * np.conj(xf), axis=0))
 
-    def estimate(self, feat: torch.Tensor, center, size) -> float:
+    def estimate(self, maps) -> float:
         """Multiplicative size change that best matches the model (1.0 = unchanged)."""
         assert self.num is not None and self.den is not None
-        zf = np.fft.fft(self._sample(feat, center, size), axis=1)
+        zf = np.fft.fft(self._sample(maps), axis=1)
         lam = self.cfg.reg * float(self.den.mean())
         resp = np.real(np.fft.ifft(np.sum(np.conj(self.num) * zf, axis=0) / (self.den + lam)))
         # The label peak was rolled to index 0: index i means exponent i (wrapped).

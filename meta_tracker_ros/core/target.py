@@ -135,7 +135,7 @@ class TargetTrack:
         peak = float(self.classifier.scores(x[0:1]).max())
         self.reference = max(peak, self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
-            self.scale.initialize(x[0:1], positions[0], dims)
+            self.scale.initialize(*self._scale_input(x[0:1], feats, positions[0], dims, 0))
         if self.mask_head is not None:
             fm = {lv: f[0:1] for lv, f in feats.items()}
             self.mask_head.initialize(frame, box, fm, crop, init_mask)
@@ -155,7 +155,9 @@ class TargetTrack:
         self.image_size = (frame.shape[1], frame.shape[0])
         was_lost = self.states.state == TrackState.LOST
         x = self.projector(feats)
-        score = self.classifier.scores(x)[0, 0].cpu().numpy()
+        hw = (int(x.shape[2]), int(x.shape[3]))
+        xf = self.classifier.spectra(x)
+        score = self.classifier.scores_from_spectra(xf, hw)[0, 0].cpu().numpy()
         prev_pos, dims = self._cells(crop, self.center, self.size)
         use_window = not was_lost and self.states.misses == 0
         peak = find_peak(
@@ -174,7 +176,7 @@ class TargetTrack:
             self.center = crop.to_image_point(u, v)
             pos = (peak.row, peak.col)
             if cfg.scale.enabled and peak.value >= cfg.scale.min_score:
-                factor = self.scale.estimate(x, pos, dims)
+                factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
                 self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
             self.search_area = cfg.search.search_area
         else:
@@ -188,7 +190,7 @@ class TargetTrack:
         if cfg.mask.enabled:
             mask = self._run_mask(frame, feats, crop, state, peak.value)
         if state == TrackState.TRACKING:
-            self._learn(x, pos, crop, peak)
+            self._learn(x, xf, feats, crop, peak)
         box = self.box()
         return TrackResult(
             box=box,
@@ -211,7 +213,21 @@ class TargetTrack:
         self.center = (x + w / 2, y + h / 2)
         self.size = (w, h)
 
-    def _learn(self, x: torch.Tensor, pos, crop: Crop, peak) -> None:
+    def _scale_input(self, x, feats, pos, dims, index: int = 0):
+        """Feature maps with centre and size in each map's cells, for the scale filter."""
+        out = []
+        s0 = self.stride
+        for level in self.cfg.scale.feature_levels:
+            if level == "projected":
+                out.append((x[index : index + 1], pos, dims))
+                continue
+            s1 = LITE0_LEVELS[level][1]
+            conv = [(c * s0 + (s0 - 1) / 2.0 - (s1 - 1) / 2.0) / s1 for c in pos]
+            size = (dims[0] * s0 / s1, dims[1] * s0 / s1)
+            out.append((feats[level][index : index + 1], (conv[0], conv[1]), size))
+        return (out,)
+
+    def _learn(self, x: torch.Tensor, xf: torch.Tensor, feats, crop: Crop, peak) -> None:
         """Confidence-gated memory write and the scheduled / immediate filter refinement."""
         cfg = self.cfg
         m = cfg.memory
@@ -224,9 +240,9 @@ class TargetTrack:
         if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
             label = self._label(tuple(x.shape[-2:]), pos, dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
-            self.memory.add(self.classifier.spectra(x), label, lr)
+            self.memory.add(xf, label, lr)
         if cfg.scale.enabled:
-            self.scale.update(x, pos, dims)
+            self.scale.update(*self._scale_input(x, feats, pos, dims))
         steps = 0
         if hard:
             steps = m.hard_negative_steps

@@ -97,6 +97,22 @@ def ridge_dual(a: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     return (a.T @ alpha).reshape(-1)
 
 
+def _patch(x: torch.Tensor, row: float, col: float, kh: int, kw: int) -> torch.Tensor:
+    """(1, C*kh*kw) patch of (1, C, H, W) features centred on a fractional cell (bilinear).
+
+    Sampling at the exact target centre matters: rounding it to a whole cell biases the ridge
+    filter, and with it every later peak, by up to half a cell.
+    """
+    h, w = x.shape[-2:]
+    rows = row + torch.arange(kh, dtype=torch.float32, device=x.device) - kh // 2
+    cols = col + torch.arange(kw, dtype=torch.float32, device=x.device) - kw // 2
+    gy = ((2.0 * rows + 1.0) / h - 1.0).view(-1, 1).expand(kh, kw)
+    gx = ((2.0 * cols + 1.0) / w - 1.0).view(1, -1).expand(kh, kw)
+    grid = torch.stack([gx, gy], dim=-1).unsqueeze(0)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(1, -1)
+
+
 def odd(v: float, lo: int, hi: int) -> int:
     """Nearest odd integer to ``v`` within [lo, hi] (odd filters keep the peak centred)."""
     k = _iround(v)
@@ -119,6 +135,8 @@ class FilterClassifier:
         # Per-input-channel step scale (kernel-wise learning rates); ones = plain steepest descent.
         self.step_scale = torch.ones(1, channels, 1, 1, device=device)
         self._prior: torch.Tensor | None = None
+        self._wf: torch.Tensor | None = None
+        self._wf_key: tuple | None = None
         if config.weights_path:
             self._load(Path(config.weights_path))
 
@@ -167,6 +185,7 @@ class FilterClassifier:
             self.filter = F.interpolate(self._prior, size=(kh, kw), mode="bilinear").clone()
         else:
             self.filter = self._ridge_filter(x[0:1], center, target_cells, kh, kw)
+        self._wf_key = None
         self.refine(self.spectra(x), labels, weights, cfg.init_steps)
 
     def _ridge_filter(
@@ -178,19 +197,16 @@ class FilterClassifier:
         kw: int,
     ) -> torch.Tensor:
         cfg = self.cfg
-        ph, pw = kh // 2, kw // 2
-        xp = F.pad(x, (pw, pw, ph, ph))
         h, w = x.shape[-2:]
-        r0, c0 = _iround(center[0]), _iround(center[1])
+        r0, c0 = float(center[0]), float(center[1])
         coords = [(r0, c0)]
         n_neg = max(0, cfg.ridge_negatives)
         for i in range(n_neg):
-            ang = 2.0 * torch.pi * i / max(n_neg, 1)
-            dr = float(torch.sin(torch.tensor(ang))) * target_cells[0]
-            dc = float(torch.cos(torch.tensor(ang))) * target_cells[1]
-            coords.append((_iround((r0 + dr)), _iround(c0 + dc)))
-        coords = [(min(max(r, 0), h - 1), min(max(c, 0), w - 1)) for r, c in coords]
-        patches = torch.stack([xp[0, :, r : r + kh, c : c + kw].reshape(-1) for r, c in coords])
+            ang = 2.0 * math.pi * i / max(n_neg, 1)
+            r = min(max(r0 + math.sin(ang) * target_cells[0], 0.0), h - 1.0)
+            c = min(max(c0 + math.cos(ang) * target_cells[1], 0.0), w - 1.0)
+            coords.append((r, c))
+        patches = torch.cat([_patch(x, r, c, kh, kw) for r, c in coords])
         y = torch.zeros(len(coords), device=x.device)
         y[0] = 1.0
         lam = cfg.ridge_reg * float(patches.pow(2).sum(1).mean())
@@ -211,6 +227,16 @@ class FilterClassifier:
     def fft_size(self, hw) -> tuple[int, int]:
         kh, kw = self.filter.shape[-2:]
         return (int(hw[0]) + kh, int(hw[1]) + kw)
+
+    def scores_from_spectra(self, xf: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """Same as :meth:`scores` from :meth:`spectra` output (cheaper on CPU, reuses the FFT)."""
+        size = self.fft_size(hw)
+        key = size
+        if self._wf_key != key:  # cached until the filter or the map size changes
+            self._wf = self._circ(self.filter, size).conj()
+            self._wf_key = key
+        sf = (xf * self._wf).sum(dim=1, keepdim=True)
+        return torch.fft.irfft2(sf, s=size)[:, :, : hw[0], : hw[1]]
 
     def _circ(self, w: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Spectrum of a (1, C, kh, kw) kernel placed with its centre at the origin."""
@@ -270,3 +296,4 @@ class FilterClassifier:
             alpha = float((g * d).sum()) / den
             w = w - cfg.step_size * alpha * d
         self.filter = w
+        self._wf_key = None

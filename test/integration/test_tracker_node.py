@@ -315,6 +315,7 @@ def test_wrong_encodings_and_broken_images_are_skipped(env):
         Image(height=101, width=33, encoding="bgr8", step=99, data=bytes(10)),  # short data
         Image(height=4, width=3, encoding="yuv422", step=6, data=bytes(24)),  # odd width
         Image(height=7, width=5, encoding="rgb8", step=15, data=bytes(105)),  # odd size: ok
+        Image(height=2000, width=3000, encoding="mono8", step=3000, data=bytes(6_000_000)),
     ]
     for msg in broken:
         msg.header.stamp = env.node.get_clock().now().to_msg()
@@ -397,3 +398,51 @@ def test_debug_image_only_when_subscribed(env):
     finally:
         env.stop_stream()
         env.node.destroy_subscription(sub)
+
+
+def test_compressed_input(tmp_path):
+    """use_compressed:=true: JPEG frames on image/compressed are tracked."""
+    from sensor_msgs.msg import CompressedImage
+
+    domain = random.randint(101, 200)
+    log = tmp_path / "tracker_node.log"
+    proc = graph.start_node(
+        "tracker_node",
+        [
+            "--params-file", str(graph.ROOT / "config" / "tracker_node.yaml"),
+            "-p", "use_compressed:=true",
+            "-p", "set_target_timeout:=60.0",
+            "-r", "image/compressed:=/cam/image/compressed",
+        ],
+        log,
+        env={"ROS_DOMAIN_ID": str(domain)},
+    )  # fmt: skip
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    h = Harness(context)
+    pub = h.node.create_publisher(CompressedImage, "/cam/image/compressed", 1)
+    try:
+        assert h.set_client.wait_for_service(timeout_sec=WAIT), log.read_text()
+        res = None
+        for _ in range(200):
+            msg = conv.bgr_to_compressed(h.frames[0], "jpeg")
+            msg.header.stamp = h.node.get_clock().now().to_msg()
+            pub.publish(msg)
+            res = h.set_target(h.gt[0], msg.header.stamp, tid="c")
+            if "no image" not in res.message:
+                break
+            time.sleep(0.05)
+        assert res is not None and res.success, res.message if res else "no answer"
+        for i in range(1, 15):
+            msg = conv.bgr_to_compressed(h.frames[i], "jpeg")
+            msg.header.stamp = h.node.get_clock().now().to_msg()
+            pub.publish(msg)
+            time.sleep(0.07)
+            if any(t.objects for t in h.tracks):
+                break
+        assert h.wait_for(lambda: any(t.objects for t in h.tracks)), log.read_text()[-2000:]
+        assert h.tracks[-1].objects[0].id == "c"
+    finally:
+        h.close()
+        rclpy.shutdown(context=context)
+        graph.stop_node(proc)

@@ -58,14 +58,15 @@ from meta_tracker_ros.ros.params import (
 )
 from meta_tracker_ros.srv import RemoveTarget, SetTarget
 
-# Tracker fields used when the core builds the tracker (not per target): changing one rebuilds
-# the tracker and re-initialises the current targets at their last boxes.
-STRUCTURAL_PARAMS = {
-    "mask.enabled",
-    "classifier.feature_levels",
-    "mask_fusion.feature_levels",
-    "search.crop_size",
-}
+# Tracker fields the core reads when it builds the tracker (backbone levels, heads), not per
+# target: changing one rebuilds the tracker and re-initialises the current targets at their last
+# boxes. Any "*.feature_levels" counts, so levels added to new sections are covered too.
+STRUCTURAL_PARAMS = {"mask.enabled", "scale.enabled", "search.crop_size"}
+
+
+def is_structural(name: str) -> bool:
+    """Whether changing tracker parameter ``name`` needs a rebuilt tracker."""
+    return name in STRUCTURAL_PARAMS or name.endswith("feature_levels")
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -414,7 +415,7 @@ class TrackerNode(Node):
                         self._ring = deque(self._ring, maxlen=int(value))
         if overrides:
             self.config = self.config.with_overrides(overrides)
-            rebuild = bool(STRUCTURAL_PARAMS & set(overrides))
+            rebuild = any(is_structural(name) for name in overrides)
             self._submit("reconfigure", self.config, rebuild)
             self.get_logger().info(
                 f"tracker parameters changed: {overrides}"

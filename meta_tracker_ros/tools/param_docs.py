@@ -96,7 +96,7 @@ in every process. The params file sets `runtime.num_threads: 1`: with one torch 
 a node that shares the CPU with the rest of the graph oversubscribes it (measured: median
 latency 61 ms at 25 Hz with 1 thread vs 83 ms at 11 Hz with 2 on the 2-core CI machine).
 
-Only the newest image is processed: the subscription uses sensor-data QoS with depth 1, the
+Only the newest image is processed: the subscription keeps depth 1 (QoS above), the
 callback only stores the message and a worker thread tracks it; images arriving meanwhile
 replace it (counted as `frames_dropped` in diagnostics). A ring of the last
 `frame_ring_length` images lets `set_target` initialise on the exact image its stamp names.
@@ -105,7 +105,7 @@ replace it (counted as `frames_dropped` in diagnostics). A ring of the last
 
 | topic | type | notes |
 |---|---|---|
-| `image` | sensor_msgs/Image | rgb8, bgr8, rgba8, bgra8, mono8, mono16 (scaled 1/256), yuv422 (UYVY), uyvy, yuv422_yuy2 / yuyv. Other encodings: one warning per encoding, frames skipped. Best-effort, depth 1. |
+| `image` | sensor_msgs/Image | rgb8, bgr8, rgba8, bgra8, mono8, mono16 (scaled 1/256), yuv422 (UYVY), uyvy, yuv422_yuy2 / yuyv. Other encodings: one warning per encoding, frames skipped. Depth 1, reliability per `image_reliability`. |
 | `image/compressed` | sensor_msgs/CompressedImage | JPEG/PNG, instead of `image` when `use_compressed` is true |
 | `camera_info` | sensor_msgs/CameraInfo | intrinsics for `position` (K scaled if the image size differs) |
 | `depth` | sensor_msgs/Image | aligned depth, 16UC1 (mm) or 32FC1 (m); the one closest in time within `depth_max_delay` is used |
@@ -127,7 +127,7 @@ replace it (counted as `frames_dropped` in diagnostics). A ring of the last
 | `~/remove_target` | meta_tracker_ros/RemoveTarget | empty id removes all; an unknown id fails |
 
 Parameters changed at run time: node parameters apply at once; tracker parameters apply to
-targets set afterwards (the core reads its config when a target is added); `mask.enabled`,
+targets set afterwards (the core reads its config when a target is added); `mask.enabled`, `scale.enabled`,
 `search.crop_size` and the feature levels rebuild the tracker and re-initialise the current
 targets at their last boxes. `runtime.*`, `backbone.*`, `config_file`, `use_compressed` and
 `use_depth` are read-only (restart the node).

@@ -372,6 +372,25 @@ def test_parameters_read_only_ranges_and_runtime_changes(env):
     assert env.set_param("mask_as_roi", True).successful
 
 
+def test_structural_change_rebuilds_and_keeps_tracking(env):
+    """mask.enabled off while a target exists: tracker rebuilt, target kept, masks gone."""
+    stamp = _until_image_received(env, 0)
+    assert env.set_target(env.gt[0], stamp, tid="m").success
+    env.start_stream(rate=15.0, start=1)
+    try:
+        assert env.set_param("mask.enabled", False).successful
+        n0 = len(env.tracks)
+        assert env.wait_for(
+            lambda: sum(1 for t in env.tracks[n0 + 2 :] if any(o.id == "m" for o in t.objects)) >= 2
+        )
+        last = next(t for t in reversed(env.tracks) if t.objects)
+        assert last.objects[0].mask.width == 0, "masks still published after mask.enabled=false"
+        assert env.set_param("mask.enabled", True).successful
+    finally:
+        env.stop_stream()
+        env.remove("")
+
+
 def test_diagnostics_report_rate_backend_and_targets(env):
     def has_status() -> bool:
         return any(s.name.startswith("tracker_node") for d in env.diags for s in d.status)

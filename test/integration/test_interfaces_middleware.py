@@ -117,12 +117,12 @@ def test_state_constants_match_the_core():
     from meta_tracker_ros.core.types import TrackState
 
     t = msgs.TrackedObject
-    assert [t.STATE_INITIALIZING, t.STATE_TRACKING, t.STATE_UNCERTAIN, t.STATE_LOST] == [
+    assert [
         int(TrackState.INITIALIZING),
         int(TrackState.TRACKING),
         int(TrackState.UNCERTAIN),
         int(TrackState.LOST),
-    ]
+    ] == [t.STATE_INITIALIZING, t.STATE_TRACKING, t.STATE_UNCERTAIN, t.STATE_LOST]
 
 
 def test_set_target_and_remove_target_services_between_nodes(ros_context, spin):

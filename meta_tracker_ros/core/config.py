@@ -94,7 +94,7 @@ class ClassifierConfig:
     proj_dim: int = 64  # PCA channels kept (fitted on the first frame, then fixed)
     filter_cells: float = 1.0  # filter size = this x target size in feature cells
     max_filter_size: int = 9  # odd cap on the filter side, cells
-    label_sigma: float = 0.25  # Gaussian label sigma = this x sqrt(target area in cells)
+    label_sigma: float = 0.18  # Gaussian label sigma = this x sqrt(target area in cells)
     hinge_threshold: float = 0.05  # labels below this are background: hinge loss there
     ridge_reg: float = 0.1  # lambda of the closed-form ridge init (relative to mean energy)
     ridge_negatives: int = 8  # background patches in the ridge init (ring around the target)
@@ -111,7 +111,7 @@ class MemoryConfig:
     """Bounded training-sample memory of confident frames."""
 
     size: int = 50  # samples kept (first frame included)
-    learning_rate: float = 0.01  # weight of a new sample relative to the sum (decay gamma)
+    learning_rate: float = 0.02  # weight of a new sample relative to the sum (decay gamma)
     hard_negative_learning_rate: float = 0.02  # gamma for frames with a distractor peak
     init_weight_floor: float = 0.35  # total weight kept by the first-frame samples
     update_interval: int = 10  # optimise every N frames ...
@@ -143,7 +143,7 @@ class ScaleConfig:
     scale_step: float = 1.03
     # Feature maps sampled per scale, concatenated: "projected" (the classifier's features)
     # and/or backbone levels ("s4" is fine-grained and sensitive to size, but drifts alone).
-    feature_levels: list[str] = field(default_factory=lambda: ["s4"])
+    feature_levels: list[str] = field(default_factory=lambda: ["s4", "projected"])
     sample_cells: int = 6  # each scale sample is resampled to this many cells per side
     sample_padding: float = 1.0  # each sample covers this x the scaled target box
     learning_rate: float = 0.025  # numerator/denominator update rate
@@ -159,8 +159,12 @@ class MaskFusionConfig:
     """How the tracker uses the mask head (thresholds on the tracker side only)."""
 
     feature_levels: list[str] = field(default_factory=lambda: ["s4", "s8", "s16"])
-    box_min_confidence: float = 0.6  # mask box used as output when confidence is above this
-    box_min_iou: float = 0.5  # ... and it overlaps the classifier box at least this much
+    # Blend of the mask box into the target state (RTS-style box from mask; 0 = classifier box
+    # only). Off by default: with the colour-model mask head, blending its box at 0.5 (gates
+    # 0.8 / 0.7) lowered the AUC of a 16-sequence subset from 0.575 to 0.554.
+    box_weight: float = 0.0
+    box_min_confidence: float = 0.8  # mask box used only when its confidence is above this
+    box_min_iou: float = 0.7  # ... and it overlaps the classifier box at least this much
     max_scale_change: float = 1.2  # per-frame clip of the size change from the mask box
     update_min_confidence: float = 0.7  # mask head update() only above this confidence
 

@@ -270,15 +270,22 @@ class TargetTrack:
         mbox = est.box()
         if (
             state == TrackState.TRACKING
+            and mf.box_weight > 0
             and mbox is not None
             and est.confidence >= mf.box_min_confidence
             and iou_xywh(mbox, box) >= mf.box_min_iou
         ):
+            # Blend centres linearly and sizes geometrically, clipping the size change.
+            a = mf.box_weight
             lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
-            nw = float(np.clip(mbox[2], self.size[0] * lo, self.size[0] * hi))
-            nh = float(np.clip(mbox[3], self.size[1] * lo, self.size[1] * hi))
-            self.center = (mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0)
-            self.size = (nw, nh)
+            fw = float(np.clip(mbox[2] / self.size[0], lo, hi)) ** a
+            fh = float(np.clip(mbox[3] / self.size[1], lo, hi)) ** a
+            mx, my = mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0
+            self.center = (
+                (1 - a) * self.center[0] + a * mx,
+                (1 - a) * self.center[1] + a * my,
+            )
+            self.size = (self.size[0] * fw, self.size[1] * fh)
             self._clamp_state()
         if state == TrackState.TRACKING and est.confidence >= mf.update_min_confidence:
             self.mask_head.update(frame, est, self.box())

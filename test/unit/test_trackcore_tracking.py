@@ -126,3 +126,19 @@ def test_real_sequence_first_60_frames():
         ious.append(iou_xywh(result.box, tuple(gt[i])))
     assert np.mean(ious) > 0.65, f"mean IoU {np.mean(ious):.3f}"
     assert min(ious) > 0.3, f"lost the car: min IoU {min(ious):.3f}"
+
+
+def test_mask_output_follows_config():
+    bg, sprite = _scene()
+    frames = [_render(bg, sprite, 60 + 4 * i, 90) for i in range(4)]
+    box = (60, 90, sprite.shape[1], sprite.shape[0])
+    with_mask = create_tracker(TrackerConfig().with_overrides({"mask.enabled": True}))
+    with_mask.initialize(frames[0], box)
+    without = create_tracker(_config())
+    without.initialize(frames[0], box)
+    for frame in frames[1:]:
+        result = with_mask.track(frame)
+        assert result.mask is not None
+        assert result.mask.shape == frame.shape[:2] and result.mask.dtype == np.uint8
+        assert set(np.unique(result.mask)) <= {0, 255}
+        assert without.track(frame).mask is None

@@ -13,36 +13,36 @@ import numpy as np
 
 from meta_tracker_ros.core.geometry import Crop, crop_image
 
-# (kind, parameter): shifts are fractions of half the crop side; blur sigma in crop pixels;
-# rotation in degrees.
-AUGMENTATIONS: list[tuple[str, tuple[float, ...]]] = [
-    ("identity", ()),
-    ("flip", ()),
-    ("shift", (0.4, 0.4)),
-    ("shift", (-0.4, 0.4)),
-    ("shift", (0.4, -0.4)),
-    ("shift", (-0.4, -0.4)),
-    ("blur", (2.0,)),
-    ("rotate", (10.0,)),
-    ("rotate", (-10.0,)),
-]
+
+def augmentation_list(
+    shift: float, blur: float, rotations: list[float]
+) -> list[tuple[str, tuple[float, ...]]]:
+    """(kind, parameters) of each sample after the identity: flip, four diagonal shifts
+    (fractions of half the crop side), a blur (sigma in crop pixels) and rotations (degrees)."""
+    augs: list[tuple[str, tuple[float, ...]]] = [("flip", ())]
+    if shift > 0:
+        augs += [("shift", (sx * shift, sy * shift)) for sx in (1, -1) for sy in (1, -1)]
+    if blur > 0:
+        augs.append(("blur", (blur,)))
+    augs += [("rotate", (float(r),)) for r in rotations]
+    return augs
 
 
 def augmented_crops(
-    frame: np.ndarray, crop: Crop, enabled: bool
+    frame: np.ndarray, crop: Crop, augmentations: list[tuple[str, tuple[float, ...]]]
 ) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
     """Crops of ``frame`` around ``crop`` and the target centre (u, v) in each crop's pixels.
 
-    The target is assumed to be at the crop centre (``crop.cx, crop.cy``).
+    The first crop is the plain one, then one per entry of ``augmentations`` (see
+    :func:`augmentation_list`; empty = no augmentation). The target is assumed to be at the
+    crop centre (``crop.cx, crop.cy``).
     """
     size = crop.out_size
     centre = crop.to_crop_point(crop.cx, crop.cy)
     base = crop_image(frame, crop)
     images: list[np.ndarray] = [base]
     centres: list[tuple[float, float]] = [centre]
-    if not enabled:
-        return images, centres
-    for kind, p in AUGMENTATIONS[1:]:
+    for kind, p in augmentations:
         if kind == "flip":
             images.append(np.ascontiguousarray(base[:, ::-1]))
             centres.append((size - 1 - centre[0], centre[1]))

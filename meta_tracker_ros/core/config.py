@@ -102,6 +102,9 @@ class ClassifierConfig:
     init_steps: int = 10  # steepest-descent steps after the ridge init
     step_size: float = 1.0  # scalar multiplier (beta) on the exact line-search step
     augment: bool = True  # first-frame augmentations (shifts, flip, blur, rotation)
+    augment_shift: float = 0.4  # diagonal shifts, fraction of half the crop side
+    augment_blur: float = 2.0  # Gaussian blur sigma in crop pixels (0 = no blur sample)
+    augment_rotations: list[float] = field(default_factory=lambda: [10.0, -10.0])  # degrees
     window_influence: float = 0.25  # Hann-window blend in localisation (0 = none)
     weights_path: str = ""  # torch.save'd {"filter": (1,C,k,k), "step_scale": (C,)}, "" = none
 
@@ -131,6 +134,7 @@ class LocalizationConfig:
     distractor_ratio: float = 0.8  # second peak above this x first peak: ambiguous
     hard_negative_ratio: float = 0.5  # second peak above this x first peak: hard negative
     suppress_size: float = 1.1  # peak suppression window radius, x target size
+    far_distance: float = 0.8  # a peak is "far" beyond this x half the score-map diagonal
     score_reference_floor: float = 0.2  # floor on the first-frame peak used to normalise
 
 
@@ -149,7 +153,7 @@ class ScaleConfig:
     learning_rate: float = 0.025  # numerator/denominator update rate
     reg: float = 0.01
     sigma_factor: float = 0.25  # label sigma over scales = this x sqrt(num_scales)
-    damping: float = 0.6  # fraction of the estimated scale change applied per frame
+    damping: float = 0.8  # fraction of the estimated scale change applied per frame
     max_change: float = 1.1  # per-frame clip of the size change (and 1/max_change)
     min_score: float = 0.4  # relative classifier peak needed to change the size
 

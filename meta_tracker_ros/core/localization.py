@@ -101,7 +101,7 @@ def find_peak(
         kind = PeakKind.NOT_FOUND
     elif second > cfg.distractor_ratio * value:
         r2, c2 = np.unravel_index(int(np.argmax(masked)), masked.shape)
-        far = 0.8 * np.sqrt(rel.shape[0] * rel.shape[1]) / 2.0
+        far = cfg.far_distance * np.sqrt(rel.shape[0] * rel.shape[1]) / 2.0
         d1 = np.hypot(rr - prev[0], cc - prev[1])
         d2 = np.hypot(r2 - prev[0], c2 - prev[1])
         if d1 <= far < d2:

@@ -17,7 +17,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from meta_tracker_ros.core.augment import augmented_crops
+from meta_tracker_ros.core.augment import augmentation_list, augmented_crops
 from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbone
 from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
@@ -96,7 +96,13 @@ class MultiTracker:
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
         crop = search_crop((cx, cy), box[2:], s.search_area, s.crop_size, s.min_side)
-        images, centres = augmented_crops(frame, crop, cfg.classifier.augment)
+        c = cfg.classifier
+        augs = (
+            augmentation_list(c.augment_shift, c.augment_blur, c.augment_rotations)
+            if c.augment
+            else []
+        )
+        images, centres = augmented_crops(frame, crop, augs)
         feats = self._extract(images)
         target.initialize(frame, box, crop, centres, feats, mask)
         self._targets[target_id] = target

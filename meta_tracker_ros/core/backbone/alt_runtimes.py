@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from meta_tracker_ros.core.backbone.base import Backbone
-from meta_tracker_ros.core.config import TrackerConfig
+from meta_tracker_ros.core.config import TrackerConfig, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +275,7 @@ class ONNXRuntimeBackbone(Backbone):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        if num_threads > 0:
-            opts.intra_op_num_threads = num_threads
+        opts.intra_op_num_threads = cpu_threads(num_threads)
         self.session = ort.InferenceSession(str(self.onnx_path), opts, providers=providers)
         self.providers = list(self.session.get_providers())
         self._on_gpu = self.device.type == "cuda" and self.providers[0] != "CPUExecutionProvider"

@@ -8,6 +8,7 @@ import torch
 
 from meta_tracker_ros.core.backbone.base import Backbone
 from meta_tracker_ros.core.backbone.efficientnet import LiteFeatures, lite0_spec
+from meta_tracker_ros.core.config import cpu_threads
 
 
 class TorchBackbone(Backbone):
@@ -32,8 +33,8 @@ class TorchBackbone(Backbone):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(num_threads))
         self.half = precision == "fp16" and self.device.type == "cuda"
         self.spec = lite0_spec(levels, mean, std)
         self.net = LiteFeatures(levels, weights).to(self.device)

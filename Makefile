@@ -60,7 +60,7 @@ demo: build
 # Full accuracy/speed benchmark on ../shared/data, ours and CSRT/KCF in the same run.
 bench: build
 	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,csrt,kcf \
-		--json $(JSON) --plots results/plots
+		--json $(JSON) --markdown $(JSON:.json=.md) --plots results/plots
 
 constraints:
 	$(VENV)/bin/python -m pip freeze | grep -vE '^(torch==|-e )' > constraints.txt.new

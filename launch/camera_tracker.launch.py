@@ -19,16 +19,24 @@ def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory("meta_tracker_ros"))
     return LaunchDescription(
         [
-            DeclareLaunchArgument("video_device", default_value="/dev/video0"),
+            DeclareLaunchArgument(
+                "video_device",
+                default_value="/dev/video0",
+                description="V4L2 device of the USB camera",
+            ),
             DeclareLaunchArgument(
                 "image_size",
                 default_value="[640, 480]",
                 description="Camera resolution [width, height]",
             ),
             DeclareLaunchArgument(
-                "params_file", default_value=str(share / "config" / "tracker_node.yaml")
+                "params_file",
+                default_value=str(share / "config" / "tracker_node.yaml"),
+                description="tracker_node parameters (ROS format)",
             ),
-            DeclareLaunchArgument("rviz", default_value="true"),
+            DeclareLaunchArgument(
+                "rviz", default_value="true", description="Start rviz2 with config/tracker.rviz"
+            ),
             Node(
                 package="v4l2_camera",
                 executable="v4l2_camera_node",

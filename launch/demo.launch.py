@@ -25,12 +25,20 @@ def generate_launch_description() -> LaunchDescription:
                 default_value="synthetic",
                 description="synthetic | video file | image folder | /dev/videoN",
             ),
-            DeclareLaunchArgument("rate", default_value="30.0"),
-            DeclareLaunchArgument("loop", default_value="true"),
             DeclareLaunchArgument(
-                "params_file", default_value=str(share / "config" / "tracker_node.yaml")
+                "rate", default_value="30.0", description="Publishing rate of the image source (Hz)"
             ),
-            DeclareLaunchArgument("rviz", default_value="true"),
+            DeclareLaunchArgument(
+                "loop", default_value="true", description="Restart the input when it ends"
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=str(share / "config" / "tracker_node.yaml"),
+                description="tracker_node parameters (ROS format)",
+            ),
+            DeclareLaunchArgument(
+                "rviz", default_value="true", description="Start rviz2 with config/tracker.rviz"
+            ),
             Node(
                 package="meta_tracker_ros",
                 executable="image_source",

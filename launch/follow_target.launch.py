@@ -20,9 +20,19 @@ def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory("meta_tracker_ros"))
     return LaunchDescription(
         [
-            DeclareLaunchArgument("image", default_value="/camera/image_raw"),
-            DeclareLaunchArgument("camera_info", default_value="/camera/camera_info"),
-            DeclareLaunchArgument("depth", default_value="/camera/depth/image_rect_raw"),
+            DeclareLaunchArgument(
+                "image", default_value="/camera/image_raw", description="Image topic to track on"
+            ),
+            DeclareLaunchArgument(
+                "camera_info",
+                default_value="/camera/camera_info",
+                description="CameraInfo topic (angles for the follower, 3D positions)",
+            ),
+            DeclareLaunchArgument(
+                "depth",
+                default_value="/camera/depth/image_rect_raw",
+                description="Aligned depth image topic (optional)",
+            ),
             DeclareLaunchArgument(
                 "cmd_vel",
                 default_value="/cmd_vel",
@@ -32,10 +42,14 @@ def generate_launch_description() -> LaunchDescription:
                 "target_id", default_value="", description="Target to follow ('' = the first)"
             ),
             DeclareLaunchArgument(
-                "tracker_params", default_value=str(share / "config" / "tracker_node.yaml")
+                "tracker_params",
+                default_value=str(share / "config" / "tracker_node.yaml"),
+                description="tracker_node parameters (ROS format)",
             ),
             DeclareLaunchArgument(
-                "follower_params", default_value=str(share / "config" / "follower_node.yaml")
+                "follower_params",
+                default_value=str(share / "config" / "follower_node.yaml"),
+                description="follower_node parameters (ROS format)",
             ),
             Node(
                 package="meta_tracker_ros",

@@ -67,3 +67,19 @@ def test_follow_target_remaps_cmd_vel_from_an_argument():
     path = ROOT / "launch" / "follow_target.launch.py"
     text = path.read_text()
     assert re.search(r'\("cmd_vel",\s*LaunchConfiguration\("cmd_vel"\)\)', text)
+
+
+@pytest.mark.parametrize("path", launch_files(), ids=lambda p: p.name)
+def test_every_launch_argument_has_a_description(path):
+    """`ros2 launch ... --show-args` is how users discover arguments: none may be blank."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    missing = [
+        call.args[0].value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and getattr(call.func, "id", None) == "DeclareLaunchArgument"
+        and not any(k.arg == "description" and k.value.value for k in call.keywords)
+    ]
+    assert not missing, f"{path.name}: arguments without a description: {missing}"

@@ -252,6 +252,18 @@ def box_roi(box: tuple[float, float, float, float], width: int, height: int) -> 
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+def _union_roi(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Smallest (x, y, w, h) covering both integer rectangles; empty ones are ignored."""
+    rects = [r for r in (a, b) if r[2] > 0 and r[3] > 0]
+    if not rects:
+        return (0, 0, 0, 0)
+    x0 = min(r[0] for r in rects)
+    y0 = min(r[1] for r in rects)
+    x1 = max(r[0] + r[2] for r in rects)
+    y1 = max(r[1] + r[3] for r in rects)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
 def result_to_msg(
     target_id: str,
     result: TrackResult,
@@ -262,8 +274,10 @@ def result_to_msg(
 ) -> Any:
     """Convert one core TrackResult to a TrackedObject.
 
-    With ``mask_as_roi`` the mask is cropped to the box (clipped to the image) to keep messages
-    small; consumers paste it back at ``mask_roi``. Otherwise the ROI is the whole image.
+    With ``mask_as_roi`` the mask is cropped to the union of the box and the mask's own
+    bounding rectangle (clipped to the image): messages stay small, and mask pixels outside the
+    box (the mask head looks at a window around it) are not cut off. Consumers paste the mask
+    back at ``mask_roi``. Otherwise the ROI is the whole image.
     """
     if msg_type is None:
         from meta_tracker_ros.msg import TrackedObject as msg_type  # noqa: N813
@@ -277,7 +291,9 @@ def result_to_msg(
     width, height = image_size
     if result.mask is not None and result.mask.shape[:2] == (height, width):
         if mask_as_roi:
-            rx, ry, rw, rh = box_roi(result.box, width, height)
+            rx, ry, rw, rh = _union_roi(
+                box_roi(result.box, width, height), cv2.boundingRect(result.mask)
+            )
             crop = result.mask[ry : ry + rh, rx : rx + rw]
         else:
             rx, ry, rw, rh = 0, 0, width, height

@@ -139,5 +139,13 @@ def test_result_to_msg_roi_and_full_mask():
     assert (full.mask.width, full.mask.height) == (60, 40)
     assert full.has_position and full.position.z == 3.0
     assert conv.msg_to_box(full) == (5.0, 10.0, 20.0, 10.0)
+    # mask pixels outside the box are kept: the ROI grows to cover them
+    wide = mask.copy()
+    wide[30:35, 40:50] = 255
+    res_wide = TrackResult((5.0, 10.0, 20.0, 10.0), 0.8, TrackState.TRACKING, wide)
+    obj = conv.result_to_msg("a", res_wide, (60, 40), mask_as_roi=True, msg_type=TrackedObject)
+    assert (obj.mask_roi.x_offset, obj.mask_roi.y_offset) == (5, 10)
+    assert (obj.mask_roi.width, obj.mask_roi.height) == (45, 25)
+    np.testing.assert_array_equal(conv.msg_mask_full(obj, 60, 40), wide)
     nomask = conv.result_to_msg("b", TrackResult((0, 0, 5, 5), 0.1, TrackState.LOST), (60, 40))
     assert nomask.mask.width == 0 and not nomask.has_position

@@ -276,14 +276,14 @@ class TargetTrack:
             and iou_xywh(mbox, box) >= mf.box_min_iou
         ):
             # Blend centres linearly and sizes geometrically, clipping the size change.
-            a = mf.box_weight
+            a, c = mf.box_weight, mf.center_weight
             lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
             fw = float(np.clip(mbox[2] / self.size[0], lo, hi)) ** a
             fh = float(np.clip(mbox[3] / self.size[1], lo, hi)) ** a
             mx, my = mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0
             self.center = (
-                (1 - a) * self.center[0] + a * mx,
-                (1 - a) * self.center[1] + a * my,
+                (1 - c) * self.center[0] + c * mx,
+                (1 - c) * self.center[1] + c * my,
             )
             self.size = (self.size[0] * fw, self.size[1] * fh)
             self._clamp_state()

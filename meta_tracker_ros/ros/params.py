@@ -139,7 +139,8 @@ class NodeConfig:
     mask_as_roi: bool = field(
         default=True,
         metadata={
-            "description": "TrackedObject masks cover the box only (true) or the full frame (false)"
+            "description": "TrackedObject masks cover the box plus the mask's own extent "
+            "(true) or the full frame (false)"
         },
     )
     publish_mask: bool = field(

@@ -166,7 +166,6 @@ class ScaleConfig:
 class MaskFusionConfig:
     """How the tracker uses the mask head (thresholds on the tracker side only)."""
 
-    feature_levels: list[str] = field(default_factory=lambda: ["s4", "s8", "s16"])
     # Blend of the mask box into the target state (RTS-style box from mask; 0 = classifier box
     # only). Off by default: with the colour-model mask head, blending its box at 0.5 (gates
     # 0.8 / 0.7) lowered the AUC of a 16-sequence subset from 0.575 to 0.554.

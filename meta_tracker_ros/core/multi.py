@@ -43,9 +43,9 @@ class MultiTracker:
     def __init__(self, config: TrackerConfig | str | None = None) -> None:
         self.config = load_config(config)
         cfg = self.config
+        # The mask head works on frame pixels (backbone features did not improve it, see
+        # docs/design.md), so only the classifier and the scale filter choose levels.
         levels = set(cfg.classifier.feature_levels)
-        if cfg.mask.enabled:
-            levels |= set(cfg.mask_fusion.feature_levels)
         if cfg.scale.enabled:
             levels |= {lv for lv in cfg.scale.feature_levels if lv != "projected"}
         unknown = sorted(lv for lv in levels if lv not in LITE0_LEVELS)

@@ -540,9 +540,10 @@ class TrackerNode(Node):
         self._proc_times.append(time.perf_counter() - t0)
         header = entry.msg.header
         self._last_header = header
-        self._last_results.update({str(k): v for k, v in results.items()})
-        if results:
-            self._publish_tracks(header, frame, {str(k): v for k, v in results.items()})
+        by_id = {str(k): v for k, v in results.items()}
+        self._last_results.update(by_id)
+        if by_id:
+            self._publish_tracks(header, frame, by_id)
         now = time.monotonic()
         self._processed_times.append(now)
         latency = self.get_clock().now().nanoseconds - stamp_ns(header.stamp)
@@ -559,7 +560,9 @@ class TrackerNode(Node):
         depth_m, intr = self._depth_for(header, width, height)
         out = TrackedObjectArray()
         out.header = header
-        union = np.zeros((height, width), np.uint8) if self.node_cfg.publish_mask else None
+        # The union mask is a full-frame pass per target: build it only for a listener.
+        want_union = self.node_cfg.publish_mask and self.pub_mask.get_subscription_count() > 0
+        union = np.zeros((height, width), np.uint8) if want_union else None
         for tid, res in results.items():
             position = None
             if depth_m is not None and intr is not None and res.state != TrackState.LOST:
@@ -570,7 +573,7 @@ class TrackerNode(Node):
             if union is not None and res.mask is not None and res.mask.shape == union.shape:
                 np.maximum(union, res.mask, out=union)
         self.pub_tracks.publish(out)
-        if union is not None and self.pub_mask.get_subscription_count() > 0:
+        if union is not None:
             self.pub_mask.publish(conv.mask_to_image(union, header))
 
     def _depth_for(self, header: Any, width: int, height: int):

@@ -20,11 +20,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def random_domain_id() -> int:
+    """A random private ROS_DOMAIN_ID for a test or tool run, in 1..101.
+
+    Why that range: Fast DDS derives its UDP ports from the domain (7400 + 250 * id + ...); on
+    Linux, ids above 101 put them inside the ephemeral port range (32768-60999), where an
+    OS-assigned port can take them and discovery then fails intermittently. 0 is left to the
+    user's own graph.
+    """
+    return random.randint(1, 101)
+
+
 def pick_domain_id() -> int:
-    """ROS_DOMAIN_ID from the environment, else a random one in 101..200 (set in os.environ)."""
+    """ROS_DOMAIN_ID from the environment, else a random private one (set in os.environ)."""
     if os.environ.get("ROS_DOMAIN_ID"):
         return int(os.environ["ROS_DOMAIN_ID"])
-    domain = random.randint(101, 200)
+    domain = random_domain_id()
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     return domain
 

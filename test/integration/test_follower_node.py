@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    domain = random.randint(101, 200)
+    domain = graph.random_domain_id()
     old = os.environ.get("ROS_DOMAIN_ID")
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     log = tmp_path_factory.mktemp("follower") / "follower_node.log"

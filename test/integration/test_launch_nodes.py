@@ -3,8 +3,6 @@ files and remappings, and answers (its service appears, remapped topics are used
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not importable: run through `make test`")
@@ -46,7 +44,7 @@ NODES = _unique_nodes()
     ("launch_name", "node"), NODES, ids=[f"{n}:{x.executable}" for n, x in NODES]
 )
 def test_launch_node_starts_and_answers(launch_name, node, tmp_path):
-    domain = random.randint(101, 200)
+    domain = graph.random_domain_id()
     log = tmp_path / f"{node.executable}.log"
     args = node.ros_args()
     if node.executable == "image_source":

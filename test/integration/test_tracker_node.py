@@ -9,7 +9,6 @@ wait on events with timeouts rather than sleeping, so they pass on a slow, share
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -164,7 +163,7 @@ class Harness:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """tracker_node process + client harness in a private ROS domain."""
-    domain = random.randint(101, 200)
+    domain = graph.random_domain_id()
     old = os.environ.get("ROS_DOMAIN_ID")
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     log = tmp_path_factory.mktemp("tracker") / "tracker_node.log"
@@ -423,7 +422,7 @@ def test_compressed_input(tmp_path):
     """use_compressed:=true: JPEG frames on image/compressed are tracked."""
     from sensor_msgs.msg import CompressedImage
 
-    domain = random.randint(101, 200)
+    domain = graph.random_domain_id()
     log = tmp_path / "tracker_node.log"
     proc = graph.start_node(
         "tracker_node",

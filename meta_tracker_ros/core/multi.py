@@ -43,11 +43,13 @@ class MultiTracker:
     def __init__(self, config: TrackerConfig | str | None = None) -> None:
         self.config = load_config(config)
         cfg = self.config
-        # The mask head works on frame pixels (backbone features did not improve it, see
-        # docs/design.md), so only the classifier and the scale filter choose levels.
+        # Levels are computed only for the heads that read them: the classifier, the scale
+        # filter, and the mask head's feature-matching term when it is on.
         levels = set(cfg.classifier.feature_levels)
         if cfg.scale.enabled:
             levels |= {lv for lv in cfg.scale.feature_levels if lv != "projected"}
+        if cfg.mask.enabled and cfg.mask.feature_weight > 0:
+            levels |= set(cfg.mask.feature_levels)
         unknown = sorted(lv for lv in levels if lv not in LITE0_LEVELS)
         if unknown:
             raise ValueError(f"unknown feature level(s) {unknown}; known: {list(LITE0_LEVELS)}")

@@ -68,6 +68,8 @@ class TargetTrack:
         self.frame = 0
         self.image_size = (1, 1)
         self._windows: dict[tuple[int, int], np.ndarray] = {}
+        self._mask_size = (1.0, 1.0)  # the mask head's own extent (mask_fusion.extent_*)
+        self._mask_offset = (0.0, 0.0)  # its centre minus the classifier centre, in box sides
 
     # ------------------------------------------------------------------ geometry helpers
     def next_crop(self) -> Crop:
@@ -117,6 +119,8 @@ class TargetTrack:
         x0, y0, w, h = box
         self.center = (x0 + w / 2.0, y0 + h / 2.0)
         self.size = (w, h)
+        self._mask_size = (w, h)
+        self._mask_offset = (0.0, 0.0)
         self.projector.fit(feats)
         x = self.projector(feats)
         _, dims = self._cells(crop, self.center, self.size)
@@ -266,8 +270,16 @@ class TargetTrack:
             return mask
         mf = self.cfg.mask_fusion
         box = self.box()
-        est = self.mask_head.segment(frame, box, feats, crop)
+        work = self._mask_extent_box() if mf.extent_weight > 0 else box
+        est = self.mask_head.segment(frame, work, feats, crop)
         mbox = est.box()
+        if (
+            state == TrackState.TRACKING
+            and mf.extent_weight > 0
+            and mbox is not None
+            and est.confidence >= mf.extent_min_confidence
+        ):
+            self._follow_mask_extent(mbox)
         if (
             state == TrackState.TRACKING
             and mf.box_weight > 0
@@ -288,5 +300,31 @@ class TargetTrack:
             self.size = (self.size[0] * fw, self.size[1] * fh)
             self._clamp_state()
         if state == TrackState.TRACKING and est.confidence >= mf.update_min_confidence:
-            self.mask_head.update(frame, est, self.box())
+            self.mask_head.update(frame, est, work)
         return est.full_mask((w, h))
+
+    def _mask_extent_box(self) -> Box:
+        """The mask head's window box: classifier centre + mask offset, the mask's own size."""
+        r = self.cfg.mask_fusion.extent_max_ratio
+        w = float(np.clip(self._mask_size[0], self.size[0] / r, self.size[0] * r))
+        h = float(np.clip(self._mask_size[1], self.size[1] / r, self.size[1] * r))
+        self._mask_size = (w, h)
+        cx = self.center[0] + self._mask_offset[0] * self.size[0]
+        cy = self.center[1] + self._mask_offset[1] * self.size[1]
+        return (cx - w / 2.0, cy - h / 2.0, w, h)
+
+    def _follow_mask_extent(self, mbox: Box) -> None:
+        """Move the mask extent towards a confident mask's box (sizes geometric, clipped)."""
+        mf = self.cfg.mask_fusion
+        a = mf.extent_weight
+        lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
+        fw = float(np.clip(mbox[2] / self._mask_size[0], lo, hi)) ** a
+        fh = float(np.clip(mbox[3] / self._mask_size[1], lo, hi)) ** a
+        self._mask_size = (self._mask_size[0] * fw, self._mask_size[1] * fh)
+        ox = (mbox[0] + mbox[2] / 2.0 - self.center[0]) / self.size[0]
+        oy = (mbox[1] + mbox[3] / 2.0 - self.center[1]) / self.size[1]
+        lim = 0.5
+        self._mask_offset = (
+            (1 - a) * self._mask_offset[0] + a * float(np.clip(ox, -lim, lim)),
+            (1 - a) * self._mask_offset[1] + a * float(np.clip(oy, -lim, lim)),
+        )

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from meta_tracker_ros.core.config import MaskConfig
+from meta_tracker_ros.core.geometry import Crop
 from meta_tracker_ros.core.heads.mask_head import MaskEstimate, MaskHead
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -152,3 +153,59 @@ def test_davis_frames_j_floor() -> None:
         head.update(frame, est, tuple(boxes[i]))
     assert np.mean(js) > 0.65, js
     assert np.mean(js) > np.mean(jb) + 0.15, (js, jb)
+
+
+# ---------------------------------------------------------------------------- feature matching
+def _region_features(crop: Crop, box: tuple, split: float) -> dict[str, torch.Tensor]:
+    """Stride-4 features for ``crop``: code A outside the box and left of ``split``, B right.
+
+    The in-box part left of ``split`` looks exactly like the background (as the water or wall
+    that a box around a real target always holds), the rest of the box is the target.
+    """
+    n = crop.out_size // 4
+    cells = (np.arange(n) + 0.5) * 4 - 0.5  # cell centres in crop pixels
+    xs = crop.to_image_point(cells, cells)[0]
+    ys = crop.to_image_point(cells, cells)[1]
+    x, y, w, h = box
+    in_y = (ys >= y) & (ys < y + h)
+    in_x = (xs >= x + split * w) & (xs < x + w)
+    target = in_y[:, None] & in_x[None, :]
+    feat = np.zeros((1, 8, n, n), np.float32)
+    feat[0, 0][~target] = 1.0  # code A
+    feat[0, 1][target] = 1.0  # code B
+    return {"s4": torch.from_numpy(feat)}
+
+
+def test_feature_init_drops_in_box_cells_that_match_outside() -> None:
+    cfg = MaskConfig(feature_weight=15.0, feature_levels=["s4"], feature_fg_quantile=0.5)
+    head = MaskHead(cfg, CPU)
+    img, _, box = _scene(0)
+    crop = Crop(box[0] + box[2] / 2, box[1] + box[3] / 2, 4.5 * box[2], 256)
+    feats = _region_features(crop, box, split=0.4)
+    head.initialize(img, box, feats, crop)
+    assert head._feat_fg is not None and head._feat_bg is not None
+    # Every stored target hypercolumn is (almost purely, bilinear sampling blends the cells on a
+    # region edge) code B: the background-like left of the box is gone.
+    assert float(head._feat_fg[:, 1].min()) > 0.9
+    assert float(head._feat_bg[:, 0].min()) > 0.9
+    win = head._window(img, box)
+    logit = head._feature_logit(feats, crop, win)
+    bx, by, bw, bh = win.box
+    row = int(by + bh / 2)
+    assert logit[row, int(bx + 0.8 * bw)] > 10.0  # target part: full weight towards fg
+    assert logit[row, int(bx + 0.15 * bw)] < -10.0  # background part inside the box
+    assert logit[row, int(bx - 0.3 * bw)] < -10.0  # outside the box
+
+
+def test_features_off_by_weight_or_without_crop() -> None:
+    img, _, box = _scene(0)
+    crop = Crop(box[0] + box[2] / 2, box[1] + box[3] / 2, 4.5 * box[2], 256)
+    feats = _region_features(crop, box, split=0.4)
+    off = MaskHead(MaskConfig(feature_weight=0.0), CPU)
+    off.initialize(img, box, feats, crop)
+    assert off._feat_fg is None
+    no_crop = MaskHead(MaskConfig(feature_weight=15.0, feature_levels=["s4"]), CPU)
+    no_crop.initialize(img, box, feats, None)
+    assert no_crop._feat_fg is None
+    est = no_crop.segment(img, box, feats, None)  # colour-only path still segments
+    assert est.prob.max() > 0.5

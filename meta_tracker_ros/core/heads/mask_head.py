@@ -1,9 +1,10 @@
-"""Training-free target segmentation from a box: colour models, a box prior and edge refinement.
+"""Training-free target segmentation from a box: colour, backbone features, a box prior, edges.
 
 Why this design: there is no offline segmentation training data, and a per-pixel linear model on
 stride-8 backbone features seeded from the box scores below simply filling the box (notes §7).
 Object boundaries need full-resolution cues, so the head works on a small window of *frame
-pixels* around the box (about twice the box, long side ``work_size``):
+pixels* around the box (about twice the box, long side ``work_size``); the backbone's stride-4
+features add the semantics that colours lack (step 5):
 
 1. **Colour model** (notes §4.3): foreground/background colour histograms, learned at init from
    the box interior vs. the ring around it, then refined GrabCut-style by re-estimating them from
@@ -16,6 +17,13 @@ pixels* around the box (about twice the box, long side ``work_size``):
    the current box, adds a weak shape prior (notes §4.5 mask memory, first frame kept).
 4. **Edge-aware refinement** (notes §4.4): a guided filter on the grey window snaps the soft
    probability to image edges before thresholding.
+5. **Feature matching** (D3S's fg/bg model, notes §4.2, no training): hypercolumns sampled on a
+   coarse grid over the window are compared by cosine similarity with first-frame target and
+   background hypercolumns (mean of the top k); the difference joins the logit. At a box-only
+   init the target set is the in-box cells *least* like anything outside the box, which drops
+   the wall or water that every box holds and that the colour model alone keeps (DAVIS
+   blackswan J 0.53 -> 0.81). Stride 4 only: the coarser levels blur thin parts into their
+   surroundings.
 
 All steps are vectorised numpy/OpenCV on at most ``work_size``² pixels, which keeps
 ``segment`` + ``update`` to a few milliseconds on one CPU core.
@@ -131,6 +139,8 @@ class MaskHead:
         self._hist_fg: np.ndarray | None = None  # running models
         self._hist_bg: np.ndarray | None = None
         self._shape: np.ndarray | None = None  # mean mask in box-normalised coordinates
+        self._feat_fg: torch.Tensor | None = None  # (N, C) unit target hypercolumns
+        self._feat_bg: torch.Tensor | None = None  # (N, C) unit background hypercolumns
         self._initialized = False
 
     # ------------------------------------------------------------------ public interface
@@ -171,6 +181,10 @@ class MaskHead:
             hist_bg = self._hist(q, bg_w)
             hist_fg = self._hist(q, fg_w)
             prior = self._prior_logit(win)
+            if self._use_features(feats, crop):
+                self._learn_features_from_box(feats, crop, win, inside)
+                if self._feat_fg is not None:
+                    prior = prior + self._feature_logit(feats, crop, win)
             prob = fg_w
             for _ in range(cfg.init_iters):
                 logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + prior
@@ -182,6 +196,8 @@ class MaskHead:
                 # background caught in the box (always present) fades from the fg model.
                 hist_fg = self._hist(q, fg_sel.astype(np.float32) * prob**cfg.init_fg_power)
             prob = prob * inside
+        if init_mask is not None and self._use_features(feats, crop):
+            self._learn_features(feats, crop, win, prob, self._box_mask(win, 0.0))
         self._hist_fg0, self._hist_bg0 = hist_fg, hist_bg
         self._hist_fg, self._hist_bg = hist_fg.copy(), hist_bg.copy()
         self._shape = self._to_box_frame(prob, win)
@@ -194,7 +210,7 @@ class MaskHead:
         feats: dict[str, torch.Tensor] | None = None,
         crop: Crop | None = None,
     ) -> MaskEstimate:
-        """Segment the target around ``box`` in ``frame`` (features and crop are not needed)."""
+        """Segment the target around ``box``; ``feats``/``crop`` (the search crop's) feed step 5."""
         if not self._initialized:
             raise RuntimeError("MaskHead.segment() called before initialize()")
         cfg = self.cfg
@@ -205,6 +221,8 @@ class MaskHead:
         if cfg.shape_weight > 0 and self._shape is not None:
             base += cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
         logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + base
+        if self._use_features(feats, crop) and self._feat_fg is not None:
+            logit += self._feature_logit(feats, crop, win)
         prob = self._refine(win, _sigmoid(logit))
         prob[~win.valid] = 0.0
         return self._to_estimate(prob, win)
@@ -234,6 +252,88 @@ class MaskHead:
         if self._shape is not None:
             s = cfg.shape_lr
             self._shape = (1 - s) * self._shape + s * self._to_box_frame(prob, win)
+
+    # ------------------------------------------------------------------ feature matching
+    def _use_features(self, feats, crop) -> bool:
+        return self.cfg.feature_weight > 0 and feats is not None and crop is not None
+
+    def _grid_shape(self, win: _Window) -> tuple[int, int]:
+        w, h = win.size
+        g = int(self.cfg.feature_grid)
+        s = g / max(w, h)
+        return max(2, round(w * s)), max(2, round(h * s))
+
+    def _hypercolumns(self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window):
+        """Unit-norm hypercolumns (gh * gw, C) sampled at a coarse grid over the window.
+
+        Each level is L2-normalised before concatenation so that no level dominates the
+        cosine similarity by its channel count or scale.
+        """
+        gw, gh = self._grid_shape(win)
+        w, h = win.size
+        # grid cell centres -> working pixels -> image points -> crop pixels -> [-1, 1]
+        us = (np.arange(gw) + 0.5) * (w / gw)
+        vs = (np.arange(gh) + 0.5) * (h / gh)
+        ox, oy = crop.origin
+        xs = ((win.x0 + us / win.scale - ox) * crop.scale) / crop.out_size * 2.0 - 1.0
+        ys = ((win.y0 + vs / win.scale - oy) * crop.scale) / crop.out_size * 2.0 - 1.0
+        gx, gy = np.meshgrid(xs, ys)
+        grid = torch.from_numpy(np.stack([gx, gy], axis=-1)[None].astype(np.float32))
+        cols = []
+        for level in self.cfg.feature_levels:
+            f = feats[level][0:1].float()
+            sampled = torch.nn.functional.grid_sample(
+                f, grid.to(f.device), mode="bilinear", padding_mode="border", align_corners=False
+            )[0]
+            cols.append(torch.nn.functional.normalize(sampled.flatten(1), dim=0))
+        x = torch.cat(cols, dim=0).t()  # (gh * gw, C)
+        return torch.nn.functional.normalize(x, dim=1), (gw, gh)
+
+    def _learn_features(self, feats, crop: Crop, win: _Window, prob, inside) -> None:
+        """Store target hypercolumns (prob > 0.5) and background ones (outside the box)."""
+        x, (gw, gh) = self._hypercolumns(feats, crop, win)
+        p = cv2.resize(prob.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA).ravel()
+        box = cv2.resize(inside.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+        ok = cv2.resize(win.valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+        fg = torch.from_numpy(p > 0.5).to(x.device)
+        bg = torch.from_numpy((box.ravel() < 0.05) & (ok.ravel() > 0.95)).to(x.device)
+        if int(fg.sum()) < 1 or int(bg.sum()) < 1:
+            return
+        n = int(self.cfg.feature_memory)
+        self._feat_fg = x[fg][:n]
+        self._feat_bg = x[bg][:n]
+
+    def _learn_features_from_box(self, feats, crop: Crop, win: _Window, inside) -> None:
+        """Box-only init: target = the in-box cells least like anything outside the box.
+
+        A box always holds background; in-box cells whose hypercolumns closely match cells
+        outside the box (wall, water, road continuing past the edge) are that background, so
+        only the ``feature_fg_quantile`` least background-like in-box cells describe the target.
+        """
+        x, (gw, gh) = self._hypercolumns(feats, crop, win)
+        box = cv2.resize(inside.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+        ok = cv2.resize(win.valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+        ins = torch.from_numpy((box.ravel() > 0.95) & (ok.ravel() > 0.5)).to(x.device)
+        out = torch.from_numpy((box.ravel() < 0.05) & (ok.ravel() > 0.95)).to(x.device)
+        if int(ins.sum()) < 2 or int(out.sum()) < 1:
+            return
+        xi, xo = x[ins], x[out]
+        k = min(int(self.cfg.feature_topk), xo.shape[0])
+        s_out = (xi @ xo.t()).topk(k, dim=1).values.mean(1)
+        keep = s_out <= torch.quantile(s_out, float(self.cfg.feature_fg_quantile))
+        n = int(self.cfg.feature_memory)
+        self._feat_fg = xi[keep][:n]
+        self._feat_bg = xo[:n]
+
+    def _feature_logit(self, feats, crop: Crop, win: _Window) -> np.ndarray:
+        """weight x (mean top-k similarity to target - to background), at window size."""
+        assert self._feat_fg is not None and self._feat_bg is not None
+        x, (gw, gh) = self._hypercolumns(feats, crop, win)
+        k = int(self.cfg.feature_topk)
+        s_fg = (x @ self._feat_fg.t()).topk(min(k, self._feat_fg.shape[0]), dim=1).values
+        s_bg = (x @ self._feat_bg.t()).topk(min(k, self._feat_bg.shape[0]), dim=1).values
+        d = (s_fg.mean(1) - s_bg.mean(1)).reshape(gh, gw).cpu().numpy().astype(np.float32)
+        return self.cfg.feature_weight * cv2.resize(d, win.size, interpolation=cv2.INTER_LINEAR)
 
     # ------------------------------------------------------------------ models
     def _models(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,65 @@
+"""The mask head's own extent (mask_fusion.extent_*): follows a confident mask, within bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meta_tracker_ros.core import TrackerConfig, create_tracker
+from meta_tracker_ros.core.target import TargetTrack
+from meta_tracker_ros.evaluation.datasets import load_sequences
+from meta_tracker_ros.evaluation.metrics import mask_iou
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _track(size=(40.0, 20.0), **overrides) -> TargetTrack:
+    cfg = TrackerConfig().with_overrides(overrides)
+    t = TargetTrack(cfg, torch.device("cpu"))
+    t.center, t.size = (100.0, 100.0), size
+    t._mask_size, t._mask_offset = size, (0.0, 0.0)
+    t.image_size = (640, 480)
+    return t
+
+
+def test_extent_grows_by_the_clipped_damped_factor() -> None:
+    t = _track(**{"mask_fusion.extent_weight": 0.5, "mask_fusion.max_scale_change": 1.2})
+    t._follow_mask_extent((40.0, 80.0, 120.0, 40.0))  # 3x wider, 2x taller, same centre
+    step = 1.2**0.5  # the ratio is clipped to 1.2 per frame, then damped by the weight
+    assert t._mask_size == pytest.approx((40.0 * step, 20.0 * step))
+    assert t._mask_offset == pytest.approx((0.0, 0.0))
+
+
+def test_extent_stays_within_ratio_of_the_classifier_box() -> None:
+    t = _track(**{"mask_fusion.extent_weight": 1.0, "mask_fusion.extent_max_ratio": 2.0})
+    for _ in range(30):
+        t._follow_mask_extent((0.0, 0.0, 400.0, 300.0))  # a mask far larger than the target
+    x, y, w, h = t._mask_extent_box()
+    assert (w, h) == pytest.approx((80.0, 40.0))
+    # The centre follows the mask's centre only up to half a box side from the classifier's.
+    assert (x + w / 2, y + h / 2) == pytest.approx((100.0 + 0.5 * 40.0, 100.0 + 0.5 * 20.0))
+    for _ in range(30):
+        t._follow_mask_extent((99.0, 99.5, 2.0, 1.0))  # ... and a far smaller one
+    assert t._mask_extent_box()[2:] == pytest.approx((20.0, 10.0))
+
+
+@pytest.mark.data
+def test_feature_term_and_extent_improve_davis_masks() -> None:
+    """Default mask path vs. colour only on the classifier box, tracker boxes (not GT boxes)."""
+    if not (DATA / "masks" / "davis16_blackswan").is_dir():
+        pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
+    seq = load_sequences(DATA, names=["davis16_blackswan"])[1][0]
+
+    def mean_j(overrides: dict) -> float:
+        tracker = create_tracker(TrackerConfig().with_overrides(overrides))
+        tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
+        js = [mask_iou(tracker.track(seq.frame(i)).mask > 0, seq.mask(i)) for i in range(1, 20)]
+        return float(np.mean(js))
+
+    full = mean_j({})
+    colour_only = mean_j({"mask.feature_weight": 0.0, "mask_fusion.extent_weight": 0.0})
+    assert full > 0.7, full
+    assert full > colour_only + 0.1, (full, colour_only)

@@ -38,6 +38,20 @@ def _iround(v: float) -> int:
 
 log = logging.getLogger(__name__)
 
+# Largest offset of the mask extent's centre from the classifier centre, in box sides: the
+# classifier owns the position; the mask may only say where the target's bulk lies around it.
+_MAX_MASK_OFFSET = 0.5
+
+
+def _size_towards(
+    size: tuple[float, float], box: Box, weight: float, max_change: float
+) -> tuple[float, float]:
+    """Move ``size`` towards ``box``'s size per axis: ratio clipped to ``max_change``, ^weight."""
+    lo, hi = 1.0 / max_change, max_change
+    fw = float(np.clip(box[2] / size[0], lo, hi)) ** weight
+    fh = float(np.clip(box[3] / size[1], lo, hi)) ** weight
+    return (size[0] * fw, size[1] * fh)
+
 
 def crop_size_for(config: TrackerConfig, search_area: float) -> int:
     """Crop side in pixels that keeps the target's pixel size when the search area grows."""
@@ -288,23 +302,24 @@ class TargetTrack:
             and iou_xywh(mbox, box) >= mf.box_min_iou
         ):
             # Blend centres linearly and sizes geometrically, clipping the size change.
-            a, c = mf.box_weight, mf.center_weight
-            lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
-            fw = float(np.clip(mbox[2] / self.size[0], lo, hi)) ** a
-            fh = float(np.clip(mbox[3] / self.size[1], lo, hi)) ** a
+            c = mf.center_weight
             mx, my = mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0
             self.center = (
                 (1 - c) * self.center[0] + c * mx,
                 (1 - c) * self.center[1] + c * my,
             )
-            self.size = (self.size[0] * fw, self.size[1] * fh)
+            self.size = _size_towards(self.size, mbox, mf.box_weight, mf.max_scale_change)
             self._clamp_state()
         if state == TrackState.TRACKING and est.confidence >= mf.update_min_confidence:
             self.mask_head.update(frame, est, work)
         return est.full_mask((w, h))
 
     def _mask_extent_box(self) -> Box:
-        """The mask head's window box: classifier centre + mask offset, the mask's own size."""
+        """The mask head's window box: classifier centre + mask offset, the mask's own size.
+
+        The stored size is clipped here, where the classifier's current size is known, so the
+        next :meth:`_follow_mask_extent` starts from a size within ``extent_max_ratio``.
+        """
         r = self.cfg.mask_fusion.extent_max_ratio
         w = float(np.clip(self._mask_size[0], self.size[0] / r, self.size[0] * r))
         h = float(np.clip(self._mask_size[1], self.size[1] / r, self.size[1] * r))
@@ -317,13 +332,10 @@ class TargetTrack:
         """Move the mask extent towards a confident mask's box (sizes geometric, clipped)."""
         mf = self.cfg.mask_fusion
         a = mf.extent_weight
-        lo, hi = 1.0 / mf.max_scale_change, mf.max_scale_change
-        fw = float(np.clip(mbox[2] / self._mask_size[0], lo, hi)) ** a
-        fh = float(np.clip(mbox[3] / self._mask_size[1], lo, hi)) ** a
-        self._mask_size = (self._mask_size[0] * fw, self._mask_size[1] * fh)
+        self._mask_size = _size_towards(self._mask_size, mbox, a, mf.max_scale_change)
         ox = (mbox[0] + mbox[2] / 2.0 - self.center[0]) / self.size[0]
         oy = (mbox[1] + mbox[3] / 2.0 - self.center[1]) / self.size[1]
-        lim = 0.5
+        lim = _MAX_MASK_OFFSET
         self._mask_offset = (
             (1 - a) * self._mask_offset[0] + a * float(np.clip(ox, -lim, lim)),
             (1 - a) * self._mask_offset[1] + a * float(np.clip(oy, -lim, lim)),

@@ -189,7 +189,7 @@ def test_feature_init_drops_in_box_cells_that_match_outside() -> None:
     assert float(head._feat_fg[:, 1].min()) > 0.9
     assert float(head._feat_bg[:, 0].min()) > 0.9
     win = head._window(img, box)
-    logit = head._feature_logit(feats, crop, win)
+    logit = head._feature_logit(*head._hypercolumns(feats, crop, win), win)
     bx, by, bw, bh = win.box
     row = int(by + bh / 2)
     assert logit[row, int(bx + 0.8 * bw)] > 10.0  # target part: full weight towards fg

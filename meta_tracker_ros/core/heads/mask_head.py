@@ -182,9 +182,10 @@ class MaskHead:
             hist_fg = self._hist(q, fg_w)
             prior = self._prior_logit(win)
             if self._use_features(feats, crop):
-                self._learn_features_from_box(feats, crop, win, inside)
+                x, grid = self._hypercolumns(feats, crop, win)
+                self._learn_features(x, grid, win, inside)
                 if self._feat_fg is not None:
-                    prior = prior + self._feature_logit(feats, crop, win)
+                    prior = prior + self._feature_logit(x, grid, win)
             prob = fg_w
             for _ in range(cfg.init_iters):
                 logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + prior
@@ -197,7 +198,8 @@ class MaskHead:
                 hist_fg = self._hist(q, fg_sel.astype(np.float32) * prob**cfg.init_fg_power)
             prob = prob * inside
         if init_mask is not None and self._use_features(feats, crop):
-            self._learn_features(feats, crop, win, prob, self._box_mask(win, 0.0))
+            x, grid = self._hypercolumns(feats, crop, win)
+            self._learn_features(x, grid, win, self._box_mask(win, 0.0), prob)
         self._hist_fg0, self._hist_bg0 = hist_fg, hist_bg
         self._hist_fg, self._hist_bg = hist_fg.copy(), hist_bg.copy()
         self._shape = self._to_box_frame(prob, win)
@@ -222,7 +224,7 @@ class MaskHead:
             base += cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
         logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + base
         if self._use_features(feats, crop) and self._feat_fg is not None:
-            logit += self._feature_logit(feats, crop, win)
+            logit += self._feature_logit(*self._hypercolumns(feats, crop, win), win)
         prob = self._refine(win, _sigmoid(logit))
         prob[~win.valid] = 0.0
         return self._to_estimate(prob, win)
@@ -263,7 +265,9 @@ class MaskHead:
         s = g / max(w, h)
         return max(2, round(w * s)), max(2, round(h * s))
 
-    def _hypercolumns(self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window):
+    def _hypercolumns(
+        self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Unit-norm hypercolumns (gh * gw, C) sampled at a coarse grid over the window.
 
         Each level is L2-normalised before concatenation so that no level dominates the
@@ -289,50 +293,49 @@ class MaskHead:
         x = torch.cat(cols, dim=0).t()  # (gh * gw, C)
         return torch.nn.functional.normalize(x, dim=1), (gw, gh)
 
-    def _learn_features(self, feats, crop: Crop, win: _Window, prob, inside) -> None:
-        """Store target hypercolumns (prob > 0.5) and background ones (outside the box)."""
-        x, (gw, gh) = self._hypercolumns(feats, crop, win)
-        p = cv2.resize(prob.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA).ravel()
-        box = cv2.resize(inside.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-        ok = cv2.resize(win.valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-        fg = torch.from_numpy(p > 0.5).to(x.device)
-        bg = torch.from_numpy((box.ravel() < 0.05) & (ok.ravel() > 0.95)).to(x.device)
-        if int(fg.sum()) < 1 or int(bg.sum()) < 1:
-            return
-        n = int(self.cfg.feature_memory)
-        self._feat_fg = x[fg][:n]
-        self._feat_bg = x[bg][:n]
+    def _learn_features(
+        self,
+        x: torch.Tensor,
+        grid: tuple[int, int],
+        win: _Window,
+        inside: np.ndarray,
+        prob: np.ndarray | None = None,
+    ) -> None:
+        """Store first-frame target and background hypercolumns (``x`` from _hypercolumns).
 
-    def _learn_features_from_box(self, feats, crop: Crop, win: _Window, inside) -> None:
-        """Box-only init: target = the in-box cells least like anything outside the box.
-
-        A box always holds background; in-box cells whose hypercolumns closely match cells
-        outside the box (wall, water, road continuing past the edge) are that background, so
-        only the ``feature_fg_quantile`` least background-like in-box cells describe the target.
+        Background: grid cells wholly outside the box and inside the image. Target: with a mask
+        label (``prob``), the cells it covers. From a box only, the ``feature_fg_quantile``
+        in-box cells least like the background: a box always holds background, and in-box
+        cells closely matching cells outside it (wall, water, road continuing past the edge)
+        are that background.
         """
-        x, (gw, gh) = self._hypercolumns(feats, crop, win)
-        box = cv2.resize(inside.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-        ok = cv2.resize(win.valid.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-        ins = torch.from_numpy((box.ravel() > 0.95) & (ok.ravel() > 0.5)).to(x.device)
-        out = torch.from_numpy((box.ravel() < 0.05) & (ok.ravel() > 0.95)).to(x.device)
-        if int(ins.sum()) < 2 or int(out.sum()) < 1:
+        box = cv2.resize(inside.astype(np.float32), grid, interpolation=cv2.INTER_AREA).ravel()
+        ok = cv2.resize(win.valid.astype(np.float32), grid, interpolation=cv2.INTER_AREA).ravel()
+        bg = torch.from_numpy((box < 0.05) & (ok > 0.95)).to(x.device)
+        if prob is not None:
+            p = cv2.resize(prob.astype(np.float32), grid, interpolation=cv2.INTER_AREA).ravel()
+            fg, min_fg = torch.from_numpy(p > 0.5).to(x.device), 1
+        else:
+            fg, min_fg = torch.from_numpy((box > 0.95) & (ok > 0.5)).to(x.device), 2
+        if int(fg.sum()) < min_fg or int(bg.sum()) < 1:
             return
-        xi, xo = x[ins], x[out]
-        k = min(int(self.cfg.feature_topk), xo.shape[0])
-        s_out = (xi @ xo.t()).topk(k, dim=1).values.mean(1)
-        keep = s_out <= torch.quantile(s_out, float(self.cfg.feature_fg_quantile))
+        x_fg, x_bg = x[fg], x[bg]
+        if prob is None:
+            s_out = self._similarity(x_fg, x_bg)
+            x_fg = x_fg[s_out <= torch.quantile(s_out, float(self.cfg.feature_fg_quantile))]
         n = int(self.cfg.feature_memory)
-        self._feat_fg = xi[keep][:n]
-        self._feat_bg = xo[:n]
+        self._feat_fg, self._feat_bg = x_fg[:n], x_bg[:n]
 
-    def _feature_logit(self, feats, crop: Crop, win: _Window) -> np.ndarray:
-        """weight x (mean top-k similarity to target - to background), at window size."""
+    def _similarity(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Per row of ``x``: mean of its top-k cosine similarities to ``memory``'s rows."""
+        k = min(int(self.cfg.feature_topk), memory.shape[0])
+        return (x @ memory.t()).topk(k, dim=1).values.mean(1)
+
+    def _feature_logit(self, x: torch.Tensor, grid: tuple[int, int], win: _Window) -> np.ndarray:
+        """weight x (similarity to target - to background), resized to the window."""
         assert self._feat_fg is not None and self._feat_bg is not None
-        x, (gw, gh) = self._hypercolumns(feats, crop, win)
-        k = int(self.cfg.feature_topk)
-        s_fg = (x @ self._feat_fg.t()).topk(min(k, self._feat_fg.shape[0]), dim=1).values
-        s_bg = (x @ self._feat_bg.t()).topk(min(k, self._feat_bg.shape[0]), dim=1).values
-        d = (s_fg.mean(1) - s_bg.mean(1)).reshape(gh, gw).cpu().numpy().astype(np.float32)
+        d = self._similarity(x, self._feat_fg) - self._similarity(x, self._feat_bg)
+        d = d.reshape(grid[1], grid[0]).cpu().numpy().astype(np.float32)
         return self.cfg.feature_weight * cv2.resize(d, win.size, interpolation=cv2.INTER_LINEAR)
 
     # ------------------------------------------------------------------ models

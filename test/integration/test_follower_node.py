@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -26,8 +25,6 @@ pytestmark = pytest.mark.ros
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     domain = graph.random_domain_id()
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
     log = tmp_path_factory.mktemp("follower") / "follower_node.log"
     proc = graph.start_node(
         "follower_node",
@@ -40,6 +37,7 @@ def rig(tmp_path_factory):
             "-r", "cmd_vel:=/robot/cmd_vel",
         ],
         log,
+        env={"ROS_DOMAIN_ID": str(domain)},
     )  # fmt: skip
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -73,10 +71,6 @@ def rig(tmp_path_factory):
         node.destroy_node()
         rclpy.shutdown(context=context)
         graph.stop_node(proc)
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 def _tracks(cx: float, state: int = TrackedObject.STATE_TRACKING, size: float = 80.0):

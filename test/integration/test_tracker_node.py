@@ -8,7 +8,6 @@ wait on events with timeouts rather than sleeping, so they pass on a slow, share
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -164,8 +163,6 @@ class Harness:
 def env(tmp_path_factory):
     """tracker_node process + client harness in a private ROS domain."""
     domain = graph.random_domain_id()
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
     log = tmp_path_factory.mktemp("tracker") / "tracker_node.log"
     proc = graph.start_node(
         "tracker_node",
@@ -180,6 +177,7 @@ def env(tmp_path_factory):
             "-r", "camera_info:=/cam/camera_info",
         ],
         log,
+        env={"ROS_DOMAIN_ID": str(domain)},
     )  # fmt: skip
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -192,10 +190,6 @@ def env(tmp_path_factory):
         h.close()
         rclpy.shutdown(context=context)
         graph.stop_node(proc)
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 def _until_image_received(h: Harness, index: int = 0) -> Time:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,15 +160,28 @@ class Harness:
         self.node.destroy_node()
 
 
+def _start_tracker(log: Path, ros_args: list[str]):
+    """tracker_node with the shipped parameters plus ``ros_args``, in a new private ROS domain.
+
+    Returns the process and an rclpy context initialised on the same domain.
+    """
+    domain = graph.random_domain_id()
+    params = ["--params-file", str(graph.ROOT / "config" / "tracker_node.yaml")]
+    proc = graph.start_node(
+        "tracker_node", params + ros_args, log, env={"ROS_DOMAIN_ID": str(domain)}
+    )
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    return proc, context
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """tracker_node process + client harness in a private ROS domain."""
-    domain = graph.random_domain_id()
     log = tmp_path_factory.mktemp("tracker") / "tracker_node.log"
-    proc = graph.start_node(
-        "tracker_node",
+    proc, context = _start_tracker(
+        log,
         [
-            "--params-file", str(graph.ROOT / "config" / "tracker_node.yaml"),
             "-p", "lost_timeout:=1.0",
             "-p", "set_target_timeout:=60.0",
             "-p", "frame_ring_length:=20",
@@ -176,11 +190,7 @@ def env(tmp_path_factory):
             "-r", "depth:=/cam/depth",
             "-r", "camera_info:=/cam/camera_info",
         ],
-        log,
-        env={"ROS_DOMAIN_ID": str(domain)},
     )  # fmt: skip
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
     h = Harness(context)
     h.proc, h.log = proc, log
     try:
@@ -416,21 +426,15 @@ def test_compressed_input(tmp_path):
     """use_compressed:=true: JPEG frames on image/compressed are tracked."""
     from sensor_msgs.msg import CompressedImage
 
-    domain = graph.random_domain_id()
     log = tmp_path / "tracker_node.log"
-    proc = graph.start_node(
-        "tracker_node",
+    proc, context = _start_tracker(
+        log,
         [
-            "--params-file", str(graph.ROOT / "config" / "tracker_node.yaml"),
             "-p", "use_compressed:=true",
             "-p", "set_target_timeout:=60.0",
             "-r", "image/compressed:=/cam/image/compressed",
         ],
-        log,
-        env={"ROS_DOMAIN_ID": str(domain)},
     )  # fmt: skip
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
     h = Harness(context)
     pub = h.node.create_publisher(CompressedImage, "/cam/image/compressed", 1)
     try:

@@ -13,6 +13,10 @@ and every published track would describe an ever older image. Instead:
   validates in the service thread, hands the initialisation to the worker and waits at most
   ``set_target_timeout`` seconds, so it never blocks the node for long.
 
+Images stopping is reported, not guessed from the tracker: when no image has arrived for
+``lost_timeout`` seconds, one ``~/tracks`` message reports the tracked targets LOST (see
+:meth:`TrackerNode._check_timeout` for what it contains and how it is stamped).
+
 The node holds no tracking math: it converts messages, calls
 :func:`~meta_tracker_ros.core.create_multi_tracker`'s tracker and publishes the results.
 """
@@ -135,6 +139,7 @@ class TrackerNode(Node):
         self._last_header: Any = None
         self._last_frame_time = 0.0
         self._last_receive = 0.0
+        self._last_added = 0.0  # monotonic end of the latest target initialisation
         self._lost_reported = False
         self._received = 0
         self._dropped = 0
@@ -458,6 +463,7 @@ class TrackerNode(Node):
                 if kind == "add":
                     tid, frame, box, mask, header = args
                     self._tracker.add(tid, frame, box, mask)
+                    self._last_added = time.monotonic()  # restarts the images-stopped clock
                     self._target_size = frame.shape[:2]
                     self._last_results[tid] = TrackResult(box, 1.0, TrackState.INITIALIZING)
                     self._last_header = self._last_header or header
@@ -603,18 +609,40 @@ class TrackerNode(Node):
         image = draw_tracks(frame, items, fps=self._rate(), text=self.config.runtime.backend)
         self.pub_debug.publish(conv.bgr_to_image(image, "bgr8", header))
 
+    def _images_stale(self) -> bool:
+        """Whether images have stopped: none for ``lost_timeout`` s on the staleness clock.
+
+        The clock counts from the later of the last image received and the end of the last
+        target initialisation. An initialisation takes the worker off the images for a while
+        (hundreds of ms, seconds on a loaded CPU); counting from the last image alone would call
+        that pause "images stopped" and report a target LOST before it saw a second frame.
+        """
+        since = max(self._last_receive, self._last_added)
+        return since > 0.0 and time.monotonic() - since >= self.node_cfg.lost_timeout
+
     def _check_timeout(self) -> None:
-        """Report every target LOST when images stop for longer than ``lost_timeout``."""
-        if not self._last_results or self._last_receive == 0.0 or self._lost_reported:
-            return
-        if time.monotonic() - self._last_receive < self.node_cfg.lost_timeout:
+        """Report the tracked targets LOST once images stop (see :meth:`_images_stale`).
+
+        One message per stop (the next processed image re-arms it). It holds every target with
+        a tracking result, state LOST, score 0, at its last known box; targets still
+        INITIALIZING (added but not yet tracked on any image) have no result to go stale and are
+        never reported LOST.
+
+        Header: the last image's ``frame_id`` and ``stamp`` = the node clock's now(), when the
+        stop was detected. It is deliberately not an image stamp: the report is no result for
+        any image, and consumers that pair ``~/tracks`` with images by stamp (``tools.demo``,
+        ``tools.latency_bench``) would otherwise replace the last image's real result by LOST
+        and count the timeout as its latency. Every other ``~/tracks`` header is copied from its
+        image, so a stamp that matches no image marks this report.
+        """
+        if self._lost_reported or not self._images_stale():
             return
         self._lost_reported = True
         ids = set(self._tracker_ids())
         lost = {
             tid: dataclasses.replace(r, state=TrackState.LOST, mask=None, score=0.0)
             for tid, r in self._last_results.items()
-            if tid in ids
+            if tid in ids and r.state != TrackState.INITIALIZING
         }
         if not lost or self._last_header is None:
             return
@@ -642,11 +670,11 @@ class TrackerNode(Node):
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: tracker"
         status.hardware_id = str(getattr(self._tracker, "device", self.config.runtime.device))
-        images_stale = time.monotonic() - self._last_receive > self.node_cfg.lost_timeout
         states = {tid: r for tid, r in self._last_results.items() if tid in self._ids}
+        tracked = any(r.state != TrackState.INITIALIZING for r in states.values())
         if self._tracker is None and self._ready.is_set():
             status.level, status.message = DiagnosticStatus.ERROR, self._tracker_error
-        elif states and images_stale:
+        elif tracked and self._images_stale():
             status.level, status.message = DiagnosticStatus.WARN, "no images: targets LOST"
         elif any(r.state == TrackState.LOST for r in states.values()):
             status.level, status.message = DiagnosticStatus.WARN, "target(s) lost"

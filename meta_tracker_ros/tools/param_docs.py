@@ -121,7 +121,7 @@ replace it (counted as `frames_dropped` in diagnostics). A ring of the last
 
 | topic | type | notes |
 |---|---|---|
-| `~/tracks` | meta_tracker_ros/TrackedObjectArray | every processed image while a target exists; header copied from the image. When images stop for `lost_timeout` s, one message with every target LOST (stamp = now) |
+| `~/tracks` | meta_tracker_ros/TrackedObjectArray | every processed image while a target exists; header copied from the image. When no image has arrived for `lost_timeout` s (counted from the last image, or from the end of the last target's initialisation if later), one message with every tracked target LOST at its last box (targets still INITIALIZING are never reported LOST); its header: the last image's frame_id and stamp = the node's now(), deliberately no image's stamp, so stamp-matching consumers skip it |
 | `~/debug_image` | sensor_msgs/Image (bgr8) | boxes, masks, ids, states, scores and FPS over the frame; drawn only while subscribed and `debug_image` is true |
 | `~/mask` | sensor_msgs/Image (mono8) | union of all target masks, same header as the image; only while subscribed |
 | `/diagnostics` | diagnostic_msgs/DiagnosticArray | every `diagnostics_period` s: processing rate, latency p50/p95, tracker time, frames received/dropped, backend, device, precision, targets and their states |

@@ -15,7 +15,10 @@ JSON        ?= results/benchmark.json
 INTERFACES  := $(wildcard msg/*.msg srv/*.srv)
 PY_SOURCES  := $(shell find meta_tracker_ros scripts -type f \( -name '*.py' -o -perm -u+x \) 2>/dev/null)
 
-.PHONY: env build test lint demo bench clean distclean constraints
+TRAIN_DATA  ?= ../shared/data/train
+WEIGHTS     ?= meta_tracker_ros/core/weights/classifier.pt
+
+.PHONY: env build test lint demo bench bench-val train clean distclean constraints
 
 env: $(VENV_STAMP)
 
@@ -57,10 +60,22 @@ demo: build
 	$(RUN) python -m meta_tracker_ros.tools.demo --output demo_output \
 		$(if $(INPUT),--input $(INPUT)) $(if $(BOX),--box $(BOX))
 
-# Full accuracy/speed benchmark on ../shared/data, ours and CSRT/KCF in the same run.
+# Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, the hand-set
+# one, and CSRT/KCF, interleaved per sequence in the same run.
 bench: build
-	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,csrt,kcf \
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,handset,csrt,kcf \
 		--json $(JSON) --markdown $(JSON:.json=.md) --plots results/plots
+
+# The same comparison on the training set's validation split (held-out training videos).
+bench-val: build
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(TRAIN_DATA) --split val \
+		--tracker meta,handset,csrt --json results/validation.json \
+		--markdown results/validation.md
+
+# Meta-train the classifier from scratch (feature cache, episodes, early stopping) and write
+# the file the tracker loads by default, with its curves (.png) and model card data (.json).
+train: build
+	$(RUN) python -m meta_tracker_ros.training --data $(TRAIN_DATA) --out $(WEIGHTS)
 
 constraints:
 	$(VENV)/bin/python -m pip freeze | grep -vE '^(torch==|-e )' > constraints.txt.new

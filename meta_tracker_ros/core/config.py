@@ -115,14 +115,18 @@ class ClassifierConfig:
     ridge_reg: float = 0.1  # lambda of the closed-form ridge init (relative to mean energy)
     ridge_negatives: int = 8  # background patches in the ridge init (ring around the target)
     reg: float = 0.01  # lambda of the refinement loss (relative to mean feature energy)
-    init_steps: int = 10  # steepest-descent steps after the ridge init
+    init_steps: int = 10  # steepest-descent steps after the ridge init (hand-set solver only)
     step_size: float = 1.0  # scalar multiplier (beta) on the exact line-search step
     augment: bool = True  # first-frame augmentations (shifts, flip, blur, rotation)
     augment_shift: float = 0.4  # diagonal shifts, fraction of half the crop side
     augment_blur: float = 2.0  # Gaussian blur sigma in crop pixels (0 = no blur sample)
     augment_rotations: list[float] = field(default_factory=lambda: [10.0, -10.0])  # degrees
     window_influence: float = 0.25  # Hann-window blend in localisation (0 = none)
-    weights_path: str = ""  # torch.save'd {"filter": (1,C,k,k), "step_scale": (C,)}, "" = none
+    # Meta-trained projection and solver constants (python -m meta_tracker_ros.training): the
+    # learned file replaces the first-frame PCA, ridge_reg, reg, step_size, init_steps (the file
+    # brings its own count) and the Gaussian label. false = the hand-set classifier above.
+    learned: bool = False  # meta-trained projection and solver (false: hand-set, PCA)
+    weights_path: str = ""  # learned classifier file ("" = the one shipped in the package)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from meta_tracker_ros.core.augment import augmentation_list, augmented_crops
 from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbone
 from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
+from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
 from meta_tracker_ros.core.types import Box, TrackResult, validate_box, validate_frame
 
@@ -35,6 +36,17 @@ def _mask_head_class():
         log.warning("mask head unavailable (%s); masks fall back to the box", exc)
         return None
     return MaskHead
+
+
+def load_classifier(cfg: TrackerConfig, device: torch.device) -> LearnedClassifier | None:
+    """The learned classifier file of ``cfg`` checked against it (None when learned is off)."""
+    c = cfg.classifier
+    if not c.learned:
+        return None
+    learned = load_learned(c.weights_path or SHIPPED, device)
+    channels = [LITE0_LEVELS[lv][2] for lv in c.feature_levels]
+    learned.check(cfg.backbone.name, c.feature_levels, channels, c.proj_dim)
+    return learned
 
 
 class MultiTracker:
@@ -61,6 +73,7 @@ class MultiTracker:
         self.backbone: Backbone = create_backbone(cfg, self.levels)
         self.device = self.backbone.device
         self._mask_cls = _mask_head_class() if cfg.mask.enabled else None
+        self.learned = load_classifier(cfg, self.device)
         self._targets: dict[Hashable, TargetTrack] = {}
         self.timings: dict[str, float] = {"crop": 0.0, "backbone": 0.0, "heads": 0.0}
         self.frames = 0
@@ -94,7 +107,7 @@ class MultiTracker:
             raise ValueError(f"mask shape {mask.shape} does not match frame {frame.shape[:2]}")
         cfg = self.config
         head = self._mask_cls(cfg.mask, self.device) if self._mask_cls is not None else None
-        target = TargetTrack(cfg, self.device, head)
+        target = TargetTrack(cfg, self.device, head, self.learned)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
         crop = search_crop((cx, cy), box[2:], s.search_area, s.crop_size, s.min_side)

@@ -19,11 +19,12 @@ from meta_tracker_ros.core.backbone.base import LITE0_LEVELS
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import Crop, clamp_box, iou_xywh, search_crop
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
+from meta_tracker_ros.core.heads.learned import LearnedClassifier
+from meta_tracker_ros.core.heads.solver import SolverParams
 from meta_tracker_ros.core.localization import (
     PeakKind,
     StateMachine,
     find_peak,
-    gaussian_label,
     hann2d,
 )
 from meta_tracker_ros.core.memory import SampleMemory
@@ -63,13 +64,25 @@ def crop_size_for(config: TrackerConfig, search_area: float) -> int:
 class TargetTrack:
     """State of one tracked target. Call :meth:`initialize` once, then :meth:`step` per frame."""
 
-    def __init__(self, config: TrackerConfig, device: torch.device, mask_head=None) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        device: torch.device,
+        mask_head=None,
+        learned: LearnedClassifier | None = None,
+    ) -> None:
         self.cfg = config
         self.device = device
         self.stride = LITE0_LEVELS[config.classifier.feature_levels[0]][1]
-        self.projector = FeatureProjector(
-            config.classifier.feature_levels, config.classifier.proj_dim
-        )
+        c = config.classifier
+        if learned is not None:
+            self.projector = FeatureProjector(
+                c.feature_levels, c.proj_dim, learned.proj_weight, learned.proj_bias
+            )
+            self.solver: SolverParams | None = learned.solver
+        else:  # hand-set: the classifier builds the solver constants from the config
+            self.projector = FeatureProjector(c.feature_levels, c.proj_dim)
+            self.solver = None
         self.classifier: FilterClassifier | None = None
         self.memory = SampleMemory(config.memory.size, config.memory.init_weight_floor)
         self.scale = ScaleFilter(config.scale)
@@ -109,10 +122,6 @@ class TargetTrack:
         dims = (size[1] * crop.scale / self.stride, size[0] * crop.scale / self.stride)
         return pos, dims
 
-    def _label(self, shape, pos, dims) -> torch.Tensor:
-        sigma = self.cfg.classifier.label_sigma * math.sqrt(dims[0] * dims[1])
-        return gaussian_label(shape, pos, sigma, self.device)
-
     def box(self) -> Box:
         cx, cy = self.center
         w, h = self.size
@@ -139,15 +148,18 @@ class TargetTrack:
         x = self.projector(feats)
         _, dims = self._cells(crop, self.center, self.size)
         shape = tuple(x.shape[-2:])
-        labels, positions = [], []
-        for u, v in centres:
-            pos = (self._to_cell(v), self._to_cell(u))
-            positions.append(pos)
-            labels.append(self._label(shape, pos, dims))
-        y = torch.cat(labels)
+        positions = [(self._to_cell(v), self._to_cell(u)) for u, v in centres]
+        m = self.cfg.memory
+        self.classifier = FilterClassifier(
+            self.cfg.classifier,
+            x.shape[1],
+            self.device,
+            self.solver,
+            update_steps=max(m.update_steps, m.hard_negative_steps, 1),
+        )
+        y = self.classifier.targets(shape, positions, dims)
         n = x.shape[0]
         weights = torch.full((n,), 1.0 / n, device=self.device)
-        self.classifier = FilterClassifier(self.cfg.classifier, x.shape[1], self.device)
         self.classifier.initialize(x, y, weights, positions[0], dims)
         self.memory.initialize(self.classifier.spectra(x), y)
         peak = float(self.classifier.scores(x[0:1]).max())
@@ -256,7 +268,7 @@ class TargetTrack:
         pos, dims = self._cells(crop, self.center, self.size)
         hard = peak.kind == PeakKind.HARD_NEGATIVE
         if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
-            label = self._label(tuple(x.shape[-2:]), pos, dims)
+            label = self.classifier.targets(tuple(x.shape[-2:]), [pos], dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
             self.memory.add(xf, label, lr)
         if cfg.scale.enabled:

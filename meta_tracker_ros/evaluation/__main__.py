@@ -25,7 +25,9 @@ from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
 from meta_tracker_ros.evaluation.datasets import FORMATS, load_sequences
 from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
 
-TRACKERS = ("meta", *BASELINES)
+# "meta": the shipped tracker (learned classifier); "handset": the same configuration with the
+# hand-set classifier (classifier.learned false), to measure what meta-training buys in one run.
+TRACKERS = ("meta", "handset", *BASELINES)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,9 +41,15 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help=f"tracker or comma list of trackers to compare in one run ({', '.join(TRACKERS)})",
     )
-    p.add_argument("--config", type=Path, help="tracker YAML (meta tracker only)")
+    p.add_argument("--config", type=Path, help="tracker YAML (meta and handset trackers)")
     p.add_argument("--format", default="auto", choices=FORMATS, help="dataset layout")
     p.add_argument("--names", help="comma list of sequence names (default: all)")
+    p.add_argument(
+        "--split",
+        choices=("train", "val"),
+        help="only the clips of this part of the training set's split by video "
+        "(meta_tracker_ros.training.data.split_clips, the split meta-training uses)",
+    )
     p.add_argument("--max-frames", type=int, help="use only the first N frames of each sequence")
     p.add_argument("--json", required=True, type=Path, help="write results here")
     p.add_argument("--markdown", type=Path, help="write a README-ready results table here")
@@ -81,13 +89,16 @@ def machine_info() -> dict[str, Any]:
 def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactory]:
     factories: dict[str, TrackerFactory] = {}
     for name in names:
-        if name == "meta":
+        if name in ("meta", "handset"):
             # Imported only when asked for (torch + model); the YAML is parsed once up front so
             # a bad config fails before any sequence runs, and each sequence gets its own copy.
             from meta_tracker_ros.core import create_tracker
             from meta_tracker_ros.core.config import load_config
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
+            if name == "handset":
+                cfg = cfg.with_overrides({"classifier.learned": False})
+            create_tracker(copy.deepcopy(cfg))  # a missing or mismatched learned file fails here
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)
@@ -109,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: config {args.config} does not exist", file=sys.stderr)
         return 2
     names = [n.strip() for n in args.names.split(",")] if args.names else None
+    if args.split:
+        from meta_tracker_ros.training.data import load_clips, source_videos, split_clips
+
+        try:
+            clips = [c.name for c in load_clips(args.data)]
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        part = getattr(split_clips(clips, source_videos(args.data)), args.split)
+        names = [n for n in (names or part) if n in part]
     try:
         fmt, sequences = load_sequences(args.data, args.format, names)
     except (FileNotFoundError, KeyError, ValueError) as exc:

@@ -65,8 +65,17 @@ from meta_tracker_ros.srv import RemoveTarget, SetTarget
 # Tracker fields the core reads when it builds the tracker (backbone levels, heads), not per
 # target: changing one rebuilds the tracker and re-initialises the current targets at their last
 # boxes. Any "*.feature_levels" counts, so levels added to new sections are covered too;
-# mask.feature_weight decides whether the mask head's levels are computed at all.
-STRUCTURAL_PARAMS = {"mask.enabled", "mask.feature_weight", "scale.enabled", "search.crop_size"}
+# mask.feature_weight decides whether the mask head's levels are computed at all; the learned
+# classifier file is loaded (and checked against proj_dim) once per tracker.
+STRUCTURAL_PARAMS = {
+    "mask.enabled",
+    "mask.feature_weight",
+    "scale.enabled",
+    "search.crop_size",
+    "classifier.learned",
+    "classifier.weights_path",
+    "classifier.proj_dim",
+}
 
 
 def is_structural(name: str) -> bool:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from meta_tracker_ros.core.config import ClassifierConfig
+from meta_tracker_ros.core.heads import solver as S
 from meta_tracker_ros.core.heads.classifier import FilterClassifier, odd, ridge_dual
 from meta_tracker_ros.core.memory import SampleMemory
 
@@ -34,10 +35,10 @@ def test_odd_kernel_sizes():
     assert odd(0.2, 1, 9) == 1
 
 
-def _loss(clf: FilterClassifier, x, y, weights, lam_rel):
+def _loss(clf: FilterClassifier, x, targets, weights):
     s = F.conv2d(x, clf.filter, padding=clf.padding)
-    fg = y > clf.cfg.hinge_threshold
-    r = torch.where(fg, s - y * fg, s.clamp(min=0))
+    y, fg = targets[:, 0:1], targets[:, 1:2] > 0.5
+    r = torch.where(fg, s - y, s.clamp(min=0))
     return float((weights.view(-1, 1, 1, 1) * r.pow(2)).sum())
 
 
@@ -46,33 +47,47 @@ def test_fourier_training_matches_convolution_and_reduces_loss():
     cfg = ClassifierConfig(init_steps=0)
     clf = FilterClassifier(cfg, channels=6, device=torch.device("cpu"))
     x = torch.randn(5, 6, 15, 15)
-    rows = torch.arange(15.0).view(-1, 1)
-    y = torch.exp(-0.5 * ((rows - 7) ** 2 + (rows.T - 7) ** 2) / 1.5**2).expand(5, 1, 15, 15)
+    targets = clf.targets((15, 15), [(7.0, 7.0)] * 5, (5.0, 3.0))
+    assert targets.shape == (5, 3, 15, 15)
     weights = torch.full((5,), 0.2)
-    clf.initialize(x, y.contiguous(), weights, (7.0, 7.0), (5.0, 3.0))
+    clf.initialize(x, targets, weights, (7.0, 7.0), (5.0, 3.0))
     assert clf.filter.shape == (1, 6, 5, 3)
     # The circular products on padded spectra equal the 'same'-padded correlation.
     size = clf.fft_size((15, 15))
     sf = (clf.spectra(x) * clf._circ(clf.filter, size).conj()).sum(1, keepdim=True)
     s_fft = torch.fft.irfft2(sf, s=size)[:, :, :15, :15]
     torch.testing.assert_close(s_fft, clf.scores(x), atol=1e-4, rtol=1e-4)
-    before = _loss(clf, x, y, weights, cfg.reg)
-    clf.refine(clf.spectra(x), y.contiguous(), weights, 10)
-    after = _loss(clf, x, y, weights, cfg.reg)
+    torch.testing.assert_close(
+        clf.scores_from_spectra(clf.spectra(x), (15, 15)), clf.scores(x), atol=1e-4, rtol=1e-4
+    )
+    before = _loss(clf, x, targets, weights)
+    clf.refine(clf.spectra(x), targets, weights, 10)
+    after = _loss(clf, x, targets, weights)
     assert after < 0.95 * before
 
 
-def test_step_scale_and_filter_load_from_file(tmp_path):
-    path = tmp_path / "init.pt"
-    torch.save({"filter": torch.ones(1, 4, 3, 3), "step_scale": torch.full((4,), 0.5)}, path)
-    clf = FilterClassifier(
-        ClassifierConfig(weights_path=str(path), init_steps=0), 4, torch.device("cpu")
+def test_solver_constants_come_from_the_solver_params():
+    torch.manual_seed(1)
+    cfg = ClassifierConfig(init_steps=3)
+    x = torch.randn(3, 4, 11, 11)
+    hand = FilterClassifier(cfg, 4, torch.device("cpu"))
+    assert hand.params.init_steps == 3  # hand-set: the config's count and step size
+    targets = hand.targets((11, 11), [(5.0, 5.0)] * 3, (3.0, 3.0))
+    weights = torch.full((3,), 1 / 3)
+    hand.initialize(x, targets, weights, (5.0, 5.0), (3.0, 3.0))
+    # Zero step multipliers: the filter stays the closed-form ridge filter.
+    frozen = S.SolverParams.handset(
+        4, cfg.ridge_reg, cfg.reg, 3, 2, 0.0, cfg.label_sigma, cfg.hinge_threshold
     )
-    assert torch.equal(clf.step_scale.flatten(), torch.full((4,), 0.5))
-    x = torch.randn(1, 4, 9, 9)
-    clf.initialize(x, torch.zeros(1, 1, 9, 9), torch.ones(1), (4.0, 4.0), (5.0, 5.0))
-    assert clf.filter.shape == (1, 4, 5, 5)
-    torch.testing.assert_close(clf.filter, torch.ones(1, 4, 5, 5))
+    frozen.log_init_steps = torch.full((3,), -torch.inf)
+    clf = FilterClassifier(cfg, 4, torch.device("cpu"), frozen)
+    clf.initialize(x, targets, weights, (5.0, 5.0), (3.0, 3.0))
+    ridge = S.ridge_filter(x[0:1], (5.0, 5.0), (3.0, 3.0), 3, 3, cfg.ridge_negatives, frozen)
+    torch.testing.assert_close(clf.filter, ridge)
+    assert not torch.allclose(hand.filter, ridge)
+    # Update iterations use their own multipliers (the last one repeats).
+    frozen.log_update_steps = torch.tensor([0.0, -torch.inf])
+    assert float(frozen.update_step(0)) == 1.0 and float(frozen.update_step(5)) == 0.0
 
 
 def test_memory_keeps_first_frame_weight_floor_and_bounded_size():

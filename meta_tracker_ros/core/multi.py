@@ -23,9 +23,37 @@ from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
 from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
-from meta_tracker_ros.core.types import Box, TrackResult, validate_box, validate_frame
+from meta_tracker_ros.core.types import Box, TrackResult, TrackState, validate_box, validate_frame
 
 log = logging.getLogger(__name__)
+
+# Config fields the tracker reads once, when it is built (backbone levels, heads, the learned
+# classifier file), not per target: changing one needs a rebuilt tracker (see
+# :meth:`MultiTracker.reconfigure`). Any "*.feature_levels" counts too, so levels added to new
+# sections are covered; mask.feature_weight decides whether the mask head's levels are computed
+# at all; the learned classifier file is loaded (and checked against proj_dim) once per tracker.
+STRUCTURAL_FIELDS = frozenset(
+    {
+        "mask.enabled",
+        "mask.feature_weight",
+        "scale.enabled",
+        "search.crop_size",
+        "classifier.learned",
+        "classifier.weights_path",
+        "classifier.proj_dim",
+    }
+)
+
+
+def is_structural(name: str) -> bool:
+    """Whether changing config field ``name`` ("section.field") needs a rebuilt tracker."""
+    return name in STRUCTURAL_FIELDS or name.endswith("feature_levels")
+
+
+def structural_changes(old: TrackerConfig, new: TrackerConfig) -> list[str]:
+    """Names of the structural fields whose values differ between ``old`` and ``new``."""
+    a, b = old.flat(), new.flat()
+    return sorted(k for k in b if is_structural(k) and a.get(k) != b[k])
 
 
 def _mask_head_class():
@@ -131,6 +159,40 @@ class MultiTracker:
     def clear(self) -> None:
         self._targets.clear()
 
+    def reconfigure(
+        self, config: TrackerConfig, frame: np.ndarray | None = None
+    ) -> dict[Hashable, str]:
+        """Apply a changed ``config``; rebuild the tracker when a structural field changed.
+
+        Without a structural change (:func:`structural_changes`) the new config only applies to
+        targets added from now on. With one, the backbone and heads are built anew from
+        ``config`` (a failure raises and leaves this tracker unchanged), and every current
+        target that is not LOST is re-initialised on ``frame`` (BGR uint8, normally the newest
+        image) at its last box (x, y, w, h); the others are dropped.
+
+        Returns ``{target_id: reason}`` for the targets dropped (empty when all were kept).
+        """
+        changed = structural_changes(self.config, config)
+        if not changed:
+            self.config = config  # current targets keep the config they were initialised with
+            return {}
+        fresh = type(self)(config)
+        dropped: dict[Hashable, str] = {}
+        for tid, target in self._targets.items():
+            if frame is None:
+                dropped[tid] = "no frame to re-initialise on"
+            elif target.states.state == TrackState.LOST:
+                dropped[tid] = "lost"
+            else:
+                try:
+                    fresh.add(tid, frame, target.box())
+                except ValueError as exc:
+                    dropped[tid] = str(exc)
+        log.info("tracker rebuilt for %s; dropped targets: %s", changed, dropped or "none")
+        vars(self).clear()
+        vars(self).update(vars(fresh))
+        return dropped
+
     @torch.no_grad()
     def track(self, frame: np.ndarray) -> dict[Hashable, TrackResult]:
         """Advance every target by one frame: one backbone call for all of them."""
@@ -165,4 +227,11 @@ def create_multi_tracker(config: TrackerConfig | str | None = None) -> MultiTrac
     return MultiTracker(config)
 
 
-__all__ = ["MultiTracker", "create_multi_tracker", "crop_size_for"]
+__all__ = [
+    "STRUCTURAL_FIELDS",
+    "MultiTracker",
+    "create_multi_tracker",
+    "crop_size_for",
+    "is_structural",
+    "structural_changes",
+]

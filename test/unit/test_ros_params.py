@@ -87,16 +87,3 @@ def test_tracker_node_yaml_repeats_no_tracker_default():
     assert flat == ROS_OVERRIDES
     # and every override names a real tracker parameter
     TrackerConfig.from_yaml(ROOT / "config" / "tracker.yaml").with_overrides(flat)
-
-
-def test_parameters_that_change_backbone_levels_rebuild_the_tracker():
-    """A live change that alters which backbone levels are computed must rebuild the tracker."""
-    from meta_tracker_ros.core.multi import MultiTracker
-    from meta_tracker_ros.ros.tracker_node import is_structural
-
-    base = TrackerConfig().with_overrides({"scale.enabled": False})
-    levels = MultiTracker(base).levels
-    for name, value in (("mask.feature_weight", 0.0), ("mask.enabled", False)):
-        changed = MultiTracker(base.with_overrides({name: value})).levels
-        assert changed != levels, f"{name}={value} was expected to change the levels"
-        assert is_structural(name), f"{name} changes backbone levels but is not structural"

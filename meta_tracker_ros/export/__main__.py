@@ -38,7 +38,7 @@ def _image_batch(path: str, size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from meta_tracker_ros.export.onnx_export import DEFAULT_ATOL, export_onnx, parse_levels
+    from meta_tracker_ros.core.backbone.onnx_export import DEFAULT_ATOL, export_onnx, parse_levels
 
     parser = argparse.ArgumentParser(prog="python -m meta_tracker_ros.export", description=__doc__)
     parser.add_argument("--levels", default="s4,s8,s16", help="feature levels, e.g. s4,s8,s16")

@@ -42,8 +42,8 @@ def time_backbone(
 
 def main(argv: list[str] | None = None) -> int:
     from meta_tracker_ros.core.backbone.alt_runtimes import ONNXRuntimeBackbone
+    from meta_tracker_ros.core.backbone.onnx_export import export_onnx, parse_levels
     from meta_tracker_ros.core.backbone.torch_runtime import TorchBackbone
-    from meta_tracker_ros.export.onnx_export import export_onnx, parse_levels
 
     parser = argparse.ArgumentParser(prog="python -m meta_tracker_ros.export.bench_runtimes")
     parser.add_argument("--levels", default="s4,s8,s16")

@@ -13,17 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from meta_tracker_ros.core.backbone.torch_runtime import TorchBackbone
-from meta_tracker_ros.export.onnx_export import (
+from meta_tracker_ros.core.backbone.onnx_export import (
     DEFAULT_ATOL,
-    OnnxMetadata,
-    OnnxMetadataError,
-    check_metadata,
     export_onnx,
     ort_session,
     parity_images,
+)
+from meta_tracker_ros.core.backbone.onnx_metadata import (
+    OnnxMetadata,
+    OnnxMetadataError,
+    check_metadata,
     read_metadata,
 )
+from meta_tracker_ros.core.backbone.torch_runtime import TorchBackbone
 
 LEVELS = ("s4", "s8", "s16")
 SIZE = 256

@@ -2,7 +2,7 @@
 
 There is no TensorRT and no GPU here, so the TensorRT tests check that the factory falls back
 to torch with a warning that names the reason; the engine cache logic is tested separately in
-test_export_engine_cache.py.
+test_runtimes_engine_cache.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from meta_tracker_ros.core.backbone import alt_runtimes, create_backbone
+from meta_tracker_ros.core.backbone.onnx_export import DEFAULT_ATOL, parity_images
 from meta_tracker_ros.core.backbone.torch_runtime import TorchBackbone
 from meta_tracker_ros.core.config import TrackerConfig
-from meta_tracker_ros.export.onnx_export import DEFAULT_ATOL, parity_images
 
 LEVELS = ("s4", "s8", "s16")
 FACTORY_LOG = "meta_tracker_ros.core.backbone.factory"
@@ -56,7 +56,7 @@ def test_onnxruntime_through_factory_matches_torch(ort_backbone):
 
 
 def test_on_demand_export_is_reused(cache, ort_backbone, monkeypatch):
-    import meta_tracker_ros.export.onnx_export as onnx_export
+    import meta_tracker_ros.core.backbone.onnx_export as onnx_export
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again although the cached file matches")

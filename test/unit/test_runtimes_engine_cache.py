@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meta_tracker_ros.export import engine_cache as ec
+from meta_tracker_ros.core.backbone import engine_cache as ec
 
 
 def key(**overrides) -> ec.EngineKey:

@@ -1,6 +1,6 @@
 """Backbone runtimes other than PyTorch: onnxruntime and TensorRT (no ROS imports).
 
-Both run the ONNX file written by :mod:`meta_tracker_ros.export.onnx_export`, whose graph
+Both run the ONNX file written by :mod:`meta_tracker_ros.core.backbone.onnx_export`, whose graph
 includes the ``(x - mean) / std`` normalisation, so ``extract`` hands the crops over as they
 are. Before running anything, the file's metadata is checked against the requested levels,
 mean/std, crop size and weights; a mismatch raises :class:`OnnxMetadataError` (through the
@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from meta_tracker_ros.core.backbone import engine_cache, trt_build
 from meta_tracker_ros.core.backbone.base import Backbone
+from meta_tracker_ros.core.backbone.onnx_metadata import check_metadata, file_sha256, read_metadata
 from meta_tracker_ros.core.config import TrackerConfig, cpu_threads
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,7 @@ def create(backend: str, config: TrackerConfig, levels: Sequence[str], device: s
     name = backend.lower()
     if name in TENSORRT_ALIASES:
         # Check the cheap, decisive reasons before exporting anything.
-        from meta_tracker_ros.export.trt_build import import_tensorrt
-
-        import_tensorrt()
+        trt_build.import_tensorrt()
         if not device.startswith("cuda") or not torch.cuda.is_available():
             raise RuntimeError(
                 f"TensorRT needs a CUDA device (runtime.device resolved to '{device}', "
@@ -107,8 +107,6 @@ def _weights_sha256(weights: str) -> str | None:
         return None
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        from meta_tracker_ros.export.onnx_export import file_sha256
-
         _SHA_CACHE[key] = file_sha256(path)
     return _SHA_CACHE[key]
 
@@ -152,7 +150,7 @@ def resolve_onnx(config: TrackerConfig, levels: Sequence[str]) -> Path:
     path = on_demand_onnx_path(config, levels, weights_sha)
     if path.is_file():
         return path
-    from meta_tracker_ros.export.onnx_export import export_onnx
+    from meta_tracker_ros.core.backbone.onnx_export import export_onnx
 
     log.info("exporting the backbone to %s (once; reused on later starts)", path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -172,8 +170,6 @@ def _load_checked_metadata(
     input_size: int | None,
     weights_sha256: str | None,
 ):
-    from meta_tracker_ros.export.onnx_export import check_metadata, read_metadata
-
     meta = read_metadata(onnx_path)
     check_metadata(
         meta, levels, mean, std, input_size, where=str(onnx_path), weights_sha256=weights_sha256
@@ -220,13 +216,18 @@ def choose_ort_providers(
 
 def _shape_info(session) -> list:
     """Session I/O as engine_cache.TensorInfo (symbolic axes as -1) for binding planning."""
-    from meta_tracker_ros.export.engine_cache import TensorInfo
 
     def dims(shape) -> tuple[int, ...]:
         return tuple(d if isinstance(d, int) else -1 for d in shape)
 
-    infos = [TensorInfo(i.name, True, dims(i.shape), "float32") for i in session.get_inputs()]
-    infos += [TensorInfo(o.name, False, dims(o.shape), "float32") for o in session.get_outputs()]
+    infos = [
+        engine_cache.TensorInfo(i.name, True, dims(i.shape), "float32")
+        for i in session.get_inputs()
+    ]
+    infos += [
+        engine_cache.TensorInfo(o.name, False, dims(o.shape), "float32")
+        for o in session.get_outputs()
+    ]
     return infos
 
 
@@ -258,7 +259,6 @@ class ONNXRuntimeBackbone(Backbone):
         import onnxruntime as ort
 
         from meta_tracker_ros.core.backbone.efficientnet import lite0_spec
-        from meta_tracker_ros.export.engine_cache import resolve_engine_dir
 
         self.onnx_path = Path(onnx_path)
         self.meta = _load_checked_metadata(
@@ -270,7 +270,7 @@ class ONNXRuntimeBackbone(Backbone):
             device,
             ort.get_available_providers(),
             precision,
-            resolve_engine_dir(engine_dir) / "onnxruntime_trt",
+            engine_cache.resolve_engine_dir(engine_dir) / "onnxruntime_trt",
         )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -307,11 +307,11 @@ class ONNXRuntimeBackbone(Backbone):
 
     def _extract_bound(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """CUDA provider path: PyTorch tensors bound by pointer (IO binding)."""
-        from meta_tracker_ros.export.engine_cache import plan_bindings
-
         x = images.detach().to(self.device, torch.float32).contiguous()
         n, _, h, w = x.shape
-        plan = plan_bindings(self._tensors, n, (h, w), n, self._strides, self._channels)
+        plan = engine_cache.plan_bindings(
+            self._tensors, n, (h, w), n, self._strides, self._channels
+        )
         index = self.device.index or 0
         with self._lock:
             binding = self.session.io_binding()
@@ -340,7 +340,7 @@ class TensorRTBackbone(Backbone):
     Needs the full ``tensorrt`` module and a CUDA device; raises RuntimeError otherwise so the
     factory falls back to torch. The engine cache (key: TensorRT version, GPU name and compute
     capability, input shapes, precision, ONNX sha256) is described in
-    :mod:`meta_tracker_ros.export.engine_cache`. Verified here: everything up to the TensorRT
+    :mod:`meta_tracker_ros.core.backbone.engine_cache`. Verified here: everything up to the TensorRT
     calls; the calls themselves run only on a machine with TensorRT (see docs/runtimes.md).
     """
 
@@ -361,8 +361,6 @@ class TensorRTBackbone(Backbone):
         weights_sha256: str | None = None,
     ) -> None:
         from meta_tracker_ros.core.backbone.efficientnet import lite0_spec
-        from meta_tracker_ros.export import engine_cache, trt_build
-        from meta_tracker_ros.export.onnx_export import file_sha256
 
         trt = trt_build.import_tensorrt()
         self.device = torch.device(device)
@@ -417,12 +415,10 @@ class TensorRTBackbone(Backbone):
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        from meta_tracker_ros.export.engine_cache import plan_bindings
-
         _check_images(images, self.input_hw, "TensorRT backbone")
         in_dtype = _TORCH_DTYPES[self._input.dtype]
         x = images.detach().to(self.device, in_dtype).contiguous()
-        plan = plan_bindings(
+        plan = engine_cache.plan_bindings(
             self._tensors, x.shape[0], self.input_hw, self.max_batch, self._strides, self._channels
         )
         # Fresh output tensors every call: heads keep features in their sample memory, so

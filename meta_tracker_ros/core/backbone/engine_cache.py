@@ -1,8 +1,8 @@
 """TensorRT engine cache: keys, file names, lookup, rebuild and binding shapes (pure Python).
 
 Nothing here imports TensorRT or needs a GPU, so all of it is unit-tested on any machine; the
-TensorRT calls themselves live in :mod:`meta_tracker_ros.export.trt_build` and are handed in
-as a callable.
+TensorRT calls themselves live in :mod:`meta_tracker_ros.core.backbone.trt_build` and are
+handed in as a callable.
 
 Why a key at all: a serialized engine only runs on the TensorRT version and the GPU model that
 built it, for the input shapes and precision it was built for, and only computes the network

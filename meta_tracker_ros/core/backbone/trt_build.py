@@ -5,7 +5,7 @@ desktop with TensorRT); this workplace has no TensorRT and no GPU, so these func
 written against the TensorRT 8.6 / 10.x Python API (``build_serialized_network``,
 ``set_tensor_address``, ``execute_async_v3``) and exercised only on a robot. Everything that
 can be decided without TensorRT (cache keys, file names, binding shapes) is in
-:mod:`meta_tracker_ros.export.engine_cache` and unit-tested.
+:mod:`meta_tracker_ros.core.backbone.engine_cache` and unit-tested.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meta_tracker_ros.export.engine_cache import EngineKey, TensorInfo
+from meta_tracker_ros.core.backbone.engine_cache import EngineKey, TensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _LOGGER: Any = None
 
 
 def build_engine_file(onnx_path: str | Path, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES) -> Any:
-    """An :data:`~meta_tracker_ros.export.engine_cache.EngineBuilder` for ``onnx_path``.
+    """An :data:`~meta_tracker_ros.core.backbone.engine_cache.EngineBuilder` for ``onnx_path``.
 
     The returned callable parses the ONNX file, sets one optimisation profile from the key
     (dynamic batch, fixed crop), enables fp16 when the key asks for it, reuses and then saves

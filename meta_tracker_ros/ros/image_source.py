@@ -5,7 +5,7 @@ header, optionally looping. Used by the demo and for testing the tracker on reco
 without rosbag2 (not available from PyPI).
 
 ``input`` accepts:
-  - ``synthetic`` (default): the procedural clip of :mod:`meta_tracker_ros.tools.synthetic`;
+  - ``synthetic`` (default): the procedural clip of :mod:`meta_tracker_ros.ros.synthetic`;
   - a video file (anything OpenCV reads);
   - an image folder: its sorted images, or those of its ``img/`` subfolder (the
     ``../shared/data/boxes/<name>/`` layout);
@@ -31,6 +31,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import SetBool
 
+from meta_tracker_ros.ros import synthetic
 from meta_tracker_ros.ros.conversions import bgr_to_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -84,8 +85,6 @@ class FrameReader:
 
     def _once(self) -> Iterator[np.ndarray]:
         if self.kind == "synthetic":
-            from meta_tracker_ros.tools import synthetic
-
             w, h = self.size
             for frame, _, _ in synthetic.clip(width=w or 640, height=h or 360):
                 yield frame

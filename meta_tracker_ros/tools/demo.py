@@ -3,7 +3,7 @@
     python -m meta_tracker_ros.tools.demo --output demo_output [--input X] [--box x,y,w,h]
 
 Without ``--input`` the image source plays the procedural clip of
-:mod:`meta_tracker_ros.tools.synthetic` (no download, no camera) and the box is its first-frame
+:mod:`meta_tracker_ros.ros.synthetic` (no download, no camera) and the box is its first-frame
 ground truth. With ``--input`` (video, image folder, ``/dev/videoN``) the box comes from
 ``--box`` or, for a ``../shared/data`` sequence folder, from its first ground-truth row.
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", type=Path, default=graph.ROOT / "config" / "tracker_node.yaml")
     args = p.parse_args(argv)
 
-    from meta_tracker_ros.tools import synthetic
+    from meta_tracker_ros.ros import synthetic
 
     gt: list = []
     if args.input == "synthetic":

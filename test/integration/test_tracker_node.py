@@ -2,7 +2,7 @@
 
 One tracker_node process (the installed executable, the shipped params file, remapped topics,
 its own ROS domain) serves the whole module, because starting it loads the backbone. Tests
-publish procedural frames from :mod:`meta_tracker_ros.tools.synthetic` (no data needed) and
+publish procedural frames from :mod:`meta_tracker_ros.ros.synthetic` (no data needed) and
 wait on events with timeouts rather than sleeping, so they pass on a slow, shared CPU.
 """
 
@@ -30,8 +30,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from meta_tracker_ros.ros import conversions as conv  # noqa: E402
+from meta_tracker_ros.ros import synthetic  # noqa: E402
 from meta_tracker_ros.ros.image_source import camera_info_for  # noqa: E402
-from meta_tracker_ros.tools import graph, synthetic  # noqa: E402
+from meta_tracker_ros.tools import graph  # noqa: E402
 from meta_tracker_ros.tools.demo import iou  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

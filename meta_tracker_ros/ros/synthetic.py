@@ -5,6 +5,9 @@ commit third-party frames, so the default input is generated. To give the tracke
 realistic to do, the clip has multi-scale natural-looking texture (smoothed noise at several
 octaves plus soft blobs), a textured target that moves on a smooth path, grows and shrinks
 (about 1.6x), and a vertical pole that briefly occludes it. Deterministic for a given seed.
+
+It lives next to ``image_source`` (its default input) and imports no ROS, so the demo tool and
+the tests read the same clip and its ground truth.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ with one target.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Hashable
 
 import numpy as np
@@ -22,6 +21,7 @@ from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbo
 from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
 from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
+from meta_tracker_ros.core.heads.mask_head import MaskHead
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
 from meta_tracker_ros.core.types import Box, TrackResult, TrackState, validate_box, validate_frame
 
@@ -54,16 +54,6 @@ def structural_changes(old: TrackerConfig, new: TrackerConfig) -> list[str]:
     """Names of the structural fields whose values differ between ``old`` and ``new``."""
     a, b = old.flat(), new.flat()
     return sorted(k for k in b if is_structural(k) and a.get(k) != b[k])
-
-
-def _mask_head_class():
-    """The mask head class, or None when its module is not available in this checkout."""
-    try:
-        from meta_tracker_ros.core.heads.mask_head import MaskHead
-    except ImportError as exc:
-        log.warning("mask head unavailable (%s); masks fall back to the box", exc)
-        return None
-    return MaskHead
 
 
 def load_classifier(cfg: TrackerConfig, device: torch.device) -> LearnedClassifier | None:
@@ -100,10 +90,8 @@ class MultiTracker:
         self.levels = sorted(levels, key=lambda lv: LITE0_LEVELS[lv][1])
         self.backbone: Backbone = create_backbone(cfg, self.levels)
         self.device = self.backbone.device
-        self._mask_cls = _mask_head_class() if cfg.mask.enabled else None
         self.learned = load_classifier(cfg, self.device)
         self._targets: dict[Hashable, TargetTrack] = {}
-        self.timings: dict[str, float] = {"crop": 0.0, "backbone": 0.0, "heads": 0.0}
         self.frames = 0
 
     @property
@@ -134,7 +122,7 @@ class MultiTracker:
         if mask is not None and mask.shape[:2] != frame.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match frame {frame.shape[:2]}")
         cfg = self.config
-        head = self._mask_cls(cfg.mask, self.device) if self._mask_cls is not None else None
+        head = MaskHead(cfg.mask, self.device) if cfg.mask.enabled else None
         target = TargetTrack(cfg, self.device, head, self.learned)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
@@ -199,13 +187,10 @@ class MultiTracker:
         frame = validate_frame(frame)
         if not self._targets:
             return {}
-        t0 = time.perf_counter()
         targets = list(self._targets.items())
         crops = [t.next_crop() for _, t in targets]
         images = [crop_image(frame, c) for c in crops]
-        t1 = time.perf_counter()
         feats = self._extract(images)
-        t2 = time.perf_counter()
         results: dict[Hashable, TrackResult] = {}
         for i, ((tid, target), crop) in enumerate(zip(targets, crops, strict=True)):
             side = crop.out_size
@@ -214,10 +199,6 @@ class MultiTracker:
                 n = side // LITE0_LEVELS[lv][1]
                 mine[lv] = f[i : i + 1, :, :n, :n]
             results[tid] = target.step(frame, mine, crop)
-        t3 = time.perf_counter()
-        self.timings["crop"] += t1 - t0
-        self.timings["backbone"] += t2 - t1
-        self.timings["heads"] += t3 - t2
         self.frames += 1
         return results
 

@@ -228,7 +228,6 @@ class TargetTrack:
             state=state,
             mask=mask,
             frames_since_seen=self.states.frames_since_seen,
-            debug={"peak_kind": peak.kind.value, "second": peak.second, "crop": crop},
         )
 
     def _clamp_state(self) -> None:

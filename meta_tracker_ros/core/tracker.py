@@ -26,11 +26,6 @@ class Tracker:
     def initialized(self) -> bool:
         return _ID in self._multi.ids
 
-    @property
-    def timings(self) -> dict[str, float]:
-        """Cumulative seconds spent in crop / backbone / heads (for profiling)."""
-        return self._multi.timings
-
     def initialize(self, frame: np.ndarray, box: Box, mask: np.ndarray | None = None) -> None:
         """Start (or restart) tracking ``box``; ValueError for a bad frame, box or mask."""
         self._multi.add(_ID, frame, box, mask)

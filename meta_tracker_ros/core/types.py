@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,6 @@ class TrackResult:
         state: see :class:`TrackState`.
         mask: HxW uint8 (0/255) full-frame mask, or None when masks are disabled.
         frames_since_seen: frames since the last TRACKING frame (0 while tracking).
-        debug: optional internals (score map, search region, ...) for visualisation only.
     """
 
     box: Box
@@ -43,7 +42,6 @@ class TrackResult:
     state: TrackState
     mask: np.ndarray | None = None
     frames_since_seen: int = 0
-    debug: dict[str, Any] = field(default_factory=dict)
 
 
 def validate_frame(frame: Any) -> np.ndarray:

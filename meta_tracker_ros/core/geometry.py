@@ -8,6 +8,7 @@ frames of reference so heads can work in crop pixels and results go back to imag
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,11 @@ import numpy as np
 import torch
 
 from meta_tracker_ros.core.types import Box
+
+
+def iround(v: float) -> int:
+    """Round half up to an int (also for numpy and torch scalars)."""
+    return math.floor(float(v) + 0.5)
 
 
 def xywh_to_cxcywh(box: Box) -> tuple[float, float, float, float]:
@@ -29,14 +35,18 @@ def cxcywh_to_xywh(box: Sequence[float]) -> Box:
 
 
 def iou_xywh(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes (0 when either is empty)."""
+    """Intersection over union of two (x, y, w, h) boxes, in [0, 1] (0 when either is empty).
+
+    Clipped at 1: for equal boxes, rounding in ``(x + w) - x`` can give 1 + 1e-16, which a
+    success threshold of 1 would count (evaluation uses ``IoU > t``).
+    """
     ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
     bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
     iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
     ih = max(0.0, min(ay2, by2) - max(ay1, by1))
     inter = iw * ih
     union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
+    return min(1.0, float(inter / union)) if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ path for both.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
 
 from meta_tracker_ros.core.backbone.base import LITE0_LEVELS
 from meta_tracker_ros.core.config import TrackerConfig
-from meta_tracker_ros.core.geometry import Crop, clamp_box, iou_xywh, search_crop
+from meta_tracker_ros.core.geometry import Crop, clamp_box, iou_xywh, iround, search_crop
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
 from meta_tracker_ros.core.heads.learned import LearnedClassifier
 from meta_tracker_ros.core.heads.solver import SolverParams
@@ -30,12 +29,6 @@ from meta_tracker_ros.core.localization import (
 from meta_tracker_ros.core.memory import SampleMemory
 from meta_tracker_ros.core.scale import ScaleFilter, smooth_size
 from meta_tracker_ros.core.types import Box, TrackResult, TrackState
-
-
-def _iround(v: float) -> int:
-    """Round half up to an int (also for numpy and torch scalars)."""
-    return math.floor(float(v) + 0.5)
-
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +51,7 @@ def crop_size_for(config: TrackerConfig, search_area: float) -> int:
     """Crop side in pixels that keeps the target's pixel size when the search area grows."""
     s = config.search
     size = s.crop_size * search_area / s.search_area
-    return max(16, _iround(size / 16.0) * 16)
+    return max(16, iround(size / 16.0) * 16)
 
 
 class TargetTrack:
@@ -289,8 +282,8 @@ class TargetTrack:
             mask = np.zeros((h, w), np.uint8)
             x0, y0, bw, bh = self.box()
             mask[
-                max(0, _iround(y0)) : max(0, _iround(y0 + bh)),
-                max(0, _iround(x0)) : max(0, _iround(x0 + bw)),
+                max(0, iround(y0)) : max(0, iround(y0 + bh)),
+                max(0, iround(x0)) : max(0, iround(x0 + bw)),
             ] = 255
             return mask
         mf = self.cfg.mask_fusion

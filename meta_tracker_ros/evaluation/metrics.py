@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from meta_tracker_ros.core.geometry import iou_xywh
+
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
 NORM_PRECISION_THRESHOLDS = np.linspace(0.0, 0.5, 51)
@@ -53,17 +55,15 @@ def scored_frames(gt: np.ndarray, skip_first: bool = True) -> np.ndarray:
 
 
 def box_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of two ``(N, 4)`` xywh arrays; 0 where either box is invalid or empty."""
+    """Row-wise IoU of two ``(N, 4)`` xywh arrays; 0 where either box is invalid or empty.
+
+    Each row is :func:`~meta_tracker_ros.core.geometry.iou_xywh`, the tracker's own IoU.
+    """
     p = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
     g = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    with np.errstate(invalid="ignore"):
-        iw = np.minimum(p[:, 0] + p[:, 2], g[:, 0] + g[:, 2]) - np.maximum(p[:, 0], g[:, 0])
-        ih = np.minimum(p[:, 1] + p[:, 3], g[:, 1] + g[:, 3]) - np.maximum(p[:, 1], g[:, 1])
-        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-        union = p[:, 2] * p[:, 3] + g[:, 2] * g[:, 3] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     ok = valid_gt(p) & valid_gt(g)
-    return np.where(ok & np.isfinite(iou), np.clip(iou, 0.0, 1.0), 0.0)
+    rows = zip(p.tolist(), g.tolist(), ok.tolist(), strict=True)
+    return np.array([iou_xywh(a, b) if v else 0.0 for a, b, v in rows], dtype=np.float64)
 
 
 def center_error(pred: np.ndarray, gt: np.ndarray, normalized: bool = False) -> np.ndarray:

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from meta_tracker_ros.core.geometry import iou_xywh
 from meta_tracker_ros.tools import graph
 
 
@@ -39,15 +40,6 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     if len(values) != 4:
         raise argparse.ArgumentTypeError(f"box needs 4 numbers x,y,w,h, got {text!r}")
     return (values[0], values[1], values[2], values[3])
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def first_gt_box(folder: Path) -> tuple[float, float, float, float] | None:
@@ -260,7 +252,7 @@ def write_outputs(out: Path, images, order, tracks, gt, set_ms, draw_tracks, con
                 box = conv.msg_to_box(o)
                 items.append((o.id, box, o.state, o.score, conv.msg_mask_full(o, w, h)))
                 if gt and index < len(gt) and index > 0:
-                    ious.append(iou(box, gt[index]))
+                    ious.append(iou_xywh(box, gt[index]))
         image = draw_tracks(frame, items, text=f"frame {index}")
         if writer is None:
             writer = cv2.VideoWriter(

@@ -28,16 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from meta_tracker_ros.core.geometry import iou_xywh
+from meta_tracker_ros.evaluation.metrics import success_curve
 from meta_tracker_ros.tools import graph
-from meta_tracker_ros.tools.demo import iou
 
 
 def success_auc(ious: list[float]) -> float:
-    """Area under the success curve (IoU thresholds 0..1 in 21 steps), in percent."""
-    if not ious:
-        return float("nan")
-    arr = np.asarray(ious)
-    return float(np.mean([np.mean(arr > t) for t in np.linspace(0, 1, 21)]) * 100)
+    """Area under the success curve (the evaluation's 21 IoU thresholds), in percent."""
+    return float(success_curve(ious).mean() * 100) if ious else float("nan")
 
 
 def load_sequence(data: Path, name: str, size: tuple[int, int], n: int):
@@ -174,7 +172,7 @@ def run_once(
         recv_times.append(recv)
         obj = next((o for o in msg.objects if o.id == "t0"), None)
         if obj is not None:
-            ious.append(iou(msg_to_box(obj), boxes[sent[stamp]]))
+            ious.append(iou_xywh(msg_to_box(obj), boxes[sent[stamp]]))
     recv_times.sort()
     span = (recv_times[-1] - recv_times[0]) / 1e9 if len(recv_times) > 1 else 0.0
     return {
@@ -199,7 +197,9 @@ def offline_auc(frames, boxes) -> float:
 
     tracker = create_multi_tracker(load_config(None))
     tracker.add("t0", frames[0], boxes[0])
-    ious = [iou(tracker.track(f)["t0"].box, b) for f, b in zip(frames[1:], boxes[1:], strict=True)]
+    ious = [
+        iou_xywh(tracker.track(f)["t0"].box, b) for f, b in zip(frames[1:], boxes[1:], strict=True)
+    ]
     return success_auc(ious)
 
 

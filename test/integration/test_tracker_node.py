@@ -29,11 +29,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
+from meta_tracker_ros.core.geometry import iou_xywh  # noqa: E402
 from meta_tracker_ros.ros import conversions as conv  # noqa: E402
 from meta_tracker_ros.ros import synthetic  # noqa: E402
 from meta_tracker_ros.ros.image_source import camera_info_for  # noqa: E402
 from meta_tracker_ros.tools import graph  # noqa: E402
-from meta_tracker_ros.tools.demo import iou  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -296,7 +296,7 @@ def test_set_track_and_remove_targets(env):
     last = got[-1]
     obj = last.objects[0]
     index = env.published[ns(last.header.stamp)]
-    assert iou(conv.msg_to_box(obj), env.gt[index]) > 0.3
+    assert iou_xywh(conv.msg_to_box(obj), env.gt[index]) > 0.3
     assert obj.mask.width > 0 and obj.mask.width == obj.mask_roi.width
     assert np.frombuffer(obj.mask.data, np.uint8).any(), "mask is empty"
 

@@ -94,6 +94,15 @@ def test_disjoint_boxes_iou_zero_and_success_curve_shape() -> None:
     assert curve[-1] == 0.0  # IoU > 1
 
 
+def test_equal_boxes_score_exactly_one() -> None:
+    """(y + h) - y rounds: without the clip at 1 in core.geometry.iou_xywh, this pair scores
+    1 + 4e-16 and would count as a success at the threshold IoU > 1."""
+    box = [285.1927269456607, 383.4575986585364, 379.68522992093125, 371.7779363554234]
+    assert (box[1] + box[3]) - box[1] != box[3]  # the height rounds
+    assert M.box_iou(np.array([box]), np.array([box]))[0] == 1.0
+    assert M.success_curve(M.box_iou(np.array([box]), np.array([box])))[-1] == 0.0
+
+
 def test_mask_iou_cases() -> None:
     gt = np.zeros((4, 4), dtype=np.uint8)
     gt[:2, :2] = 255

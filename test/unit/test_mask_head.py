@@ -12,15 +12,10 @@ import torch
 from meta_tracker_ros.core.config import MaskConfig
 from meta_tracker_ros.core.geometry import Crop
 from meta_tracker_ros.core.heads.mask_head import MaskEstimate, MaskHead
+from meta_tracker_ros.evaluation.metrics import mask_iou
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CPU = torch.device("cpu")
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    union = int((a | b).sum())
-    return float((a & b).sum()) / union if union else 1.0
 
 
 def _scene(seed: int, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -63,14 +58,14 @@ def test_synthetic_blob_beats_box_fill() -> None:
     img1, gt1, box1 = _scene(1, shift=(12, -8))
     est = head.segment(img1, box1, {}, None)
     mask = est.full_mask((img1.shape[1], img1.shape[0]))
-    j_mask = _iou(mask, gt1)
-    j_box = _iou(_box_fill(box1, gt1.shape), gt1)
+    j_mask = mask_iou(mask, gt1)
+    j_box = mask_iou(_box_fill(box1, gt1.shape), gt1)
     assert j_box < 0.6
     assert j_mask > j_box + 0.25, (j_mask, j_box)
     assert 0.0 < est.confidence <= 1.0
     head.update(img1, est, box1)
     est2 = head.segment(img1, box1, {}, None)
-    assert _iou(est2.full_mask((img1.shape[1], img1.shape[0])), gt1) > j_box + 0.25
+    assert mask_iou(est2.full_mask((img1.shape[1], img1.shape[0])), gt1) > j_box + 0.25
 
 
 def test_full_mask_pastes_roi_and_clips_to_image() -> None:
@@ -106,14 +101,14 @@ def test_init_mask_is_used_as_label() -> None:
     head = MaskHead(MaskConfig(), CPU)
     head.initialize(img0, box0, {}, None, init_mask=gt0)
     est = head.segment(img1, box1, {}, None)
-    assert _iou(est.full_mask((img1.shape[1], img1.shape[0])), gt1) > 0.8
+    assert mask_iou(est.full_mask((img1.shape[1], img1.shape[0])), gt1) > 0.8
     # Box much too large (half background) and shape memory off (it is relative to the initial
     # box): the target colours can only come from the user mask.
     big = (box0[0] - 40, box0[1] - 30, box0[2] + 80, box0[3] + 60)
     head = MaskHead(MaskConfig(shape_weight=0.0), CPU)
     head.initialize(img0, big, {}, None, init_mask=gt0)
     est = head.segment(img1, box1, {}, None)
-    assert _iou(est.full_mask((img1.shape[1], img1.shape[0])), gt1) > 0.8
+    assert mask_iou(est.full_mask((img1.shape[1], img1.shape[0])), gt1) > 0.8
 
 
 def test_segment_before_initialize_raises() -> None:
@@ -148,8 +143,8 @@ def test_davis_frames_j_floor() -> None:
         frame = cv2.imread(str(seq / "img" / f"{i:05d}.jpg"))
         gt = cv2.imread(str(seq / "ann" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
         est = head.segment(frame, tuple(boxes[i]), {}, None)
-        js.append(_iou(est.full_mask((frame.shape[1], frame.shape[0])), gt))
-        jb.append(_iou(_box_fill(tuple(boxes[i]), gt.shape), gt))
+        js.append(mask_iou(est.full_mask((frame.shape[1], frame.shape[0])), gt))
+        jb.append(mask_iou(_box_fill(tuple(boxes[i]), gt.shape), gt))
         head.update(frame, est, tuple(boxes[i]))
     assert np.mean(js) > 0.65, js
     assert np.mean(js) > np.mean(jb) + 0.15, (js, jb)

@@ -19,20 +19,15 @@ learned file that meta-training writes (:mod:`.learned`, loaded by default).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from meta_tracker_ros.core.config import ClassifierConfig
+from meta_tracker_ros.core.geometry import iround
 from meta_tracker_ros.core.heads import solver as S
 from meta_tracker_ros.core.heads.solver import SolverParams, ridge_dual  # noqa: F401 (re-export)
-
-
-def _iround(v: float) -> int:
-    """Round half up to an int (also for numpy and torch scalars)."""
-    return math.floor(float(v) + 0.5)
 
 
 def level_scales(feats: dict[str, torch.Tensor], levels: Sequence[str]) -> dict[str, float]:
@@ -116,7 +111,7 @@ class FeatureProjector:
 
 def odd(v: float, lo: int, hi: int) -> int:
     """Nearest odd integer to ``v`` within [lo, hi] (odd filters keep the peak centred)."""
-    k = _iround(v)
+    k = iround(v)
     if k % 2 == 0:
         k += 1 if v >= k else -1
     return max(lo, min(hi, k))

@@ -28,7 +28,14 @@ from meta_tracker_ros.ros.follower import (
     FollowerNodeExtra,
     TargetObservation,
 )
-from meta_tracker_ros.ros.params import check_value, declare, node_specs
+from meta_tracker_ros.ros.params import (
+    ConfigurationError,
+    check_unknown_overrides,
+    check_value,
+    declare,
+    exit_on_configuration_error,
+    node_specs,
+)
 
 
 class FollowerNode(Node):
@@ -39,7 +46,8 @@ class FollowerNode(Node):
         self._specs = {s.name: s for s in node_specs(FollowerConfig())}
         extra = node_specs(FollowerNodeExtra())
         self._specs.update({s.name: s for s in extra})
-        values = declare(self, list(self._specs.values()))
+        values = declare(self, list(self._specs.values()))  # raises ConfigurationError
+        check_unknown_overrides(self)
         cfg = FollowerConfig(**{f.name: values[f.name] for f in dataclasses.fields(FollowerConfig)})
         self.controller = FollowerController(cfg)
         self.controller.set_enabled(bool(values["start_enabled"]))
@@ -124,7 +132,12 @@ class FollowerNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``follower_node`` executable."""
     rclpy.init(args=args if args is not None else sys.argv)
-    node = FollowerNode()
+    try:
+        node = FollowerNode()
+    except ConfigurationError as exc:  # exit 2, the parameter named
+        if rclpy.ok():
+            rclpy.shutdown()
+        return exit_on_configuration_error("follower_node", exc)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -18,13 +18,14 @@ import fnmatch
 import inspect
 import math
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from meta_tracker_ros.core.config import TrackerConfig
+from meta_tracker_ros.core.config import TrackerConfig, load_config
 
 # Tracker sections whose change needs a new backbone (a restart): declared read-only.
 READ_ONLY_SECTIONS = ("runtime", "backbone")
@@ -53,6 +54,14 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("*_weight", (0.0, 100.0)),
     ("*max_upscale", (1.0, 16.0)),
 ]
+
+# Allowed values of tracker string fields that carry no metadata (the values the core reads),
+# so a misspelt value in a params file stops the node at start-up instead of falling back.
+TRACKER_CHOICES: dict[str, tuple[str, ...]] = {
+    "runtime.backend": ("torch", "onnxruntime", "tensorrt"),
+    "runtime.precision": ("fp32", "fp16"),
+    "mask.color_space": ("lab", "hsv", "ycrcb", "bgr"),
+}
 
 
 @dataclass
@@ -286,7 +295,7 @@ def dataclass_specs(
                 hi=hi,
                 read_only=bool(read_only or meta.get("read_only", False)),
                 tracker=tracker,
-                choices=tuple(meta.get("choices", ())),
+                choices=tuple(meta.get("choices", TRACKER_CHOICES.get(name, ()))),
             )
         )
     return specs
@@ -323,12 +332,47 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
     return None
 
 
+def check_changes(
+    specs: dict[str, ParamSpec], config: TrackerConfig, changes: dict[str, Any]
+) -> str | None:
+    """Why a run-time change ``{name: ROS value}`` is refused (None when it is accepted).
+
+    Read-only parameters, values outside a spec's type/range/choices and tracker values the
+    core rejects (``config.with_overrides``) are refused; names without a spec are ignored.
+    """
+    overrides = {}
+    for name, raw in changes.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        if spec.read_only:  # rclpy checks this too; say why here
+            return f"{name} is read-only (needs a node restart)"
+        value = from_param_value(spec, raw)
+        reason = check_value(spec, value)
+        if reason:
+            return reason
+        if spec.tracker:
+            overrides[name] = value
+    if overrides:
+        try:
+            config.with_overrides(overrides)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 # ------------------------------------------------------------------------------ rclpy glue
+class ConfigurationError(ValueError):
+    """A parameter (override, params file, tracker YAML) the node refuses to start with."""
+
+
 def declare(node: Any, specs: list[ParamSpec]) -> dict[str, Any]:
     """Declare every spec on ``node`` with a descriptor; return ``{name: value}``.
 
-    A value of the wrong type in a parameters file (``2`` for a float) is accepted by retrying
-    with the default and then setting the coerced value, instead of killing the node at start-up.
+    Fails fast: an override (``-p``, ``--params-file``) of the wrong type, outside the declared
+    range or not one of the choices raises :class:`ConfigurationError` naming the parameter,
+    so a typo in a robot's params file stops the node at start-up instead of being replaced by
+    the default. The one coercion: an integer for a float parameter (``lost_timeout: 2``).
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -344,6 +388,7 @@ def declare(node: Any, specs: list[ParamSpec]) -> dict[str, Any]:
         "str_array": Parameter.Type.STRING_ARRAY,
         "bool_array": Parameter.Type.BOOL_ARRAY,
     }
+    overrides = getattr(node, "_parameter_overrides", {})
     values: dict[str, Any] = {}
     for spec in specs:
         desc = ParameterDescriptor(
@@ -366,14 +411,83 @@ def declare(node: Any, specs: list[ParamSpec]) -> dict[str, Any]:
         if spec.ptype == "float":
             default = float(default)
         try:
-            param = node.declare_parameter(spec.name, default, desc)
+            try:
+                param = node.declare_parameter(spec.name, default, desc)
+            except InvalidParameterTypeException:
+                given = overrides[spec.name].value if spec.name in overrides else None
+                coerced = _int_for_float(spec, given)
+                if coerced is None:
+                    raise
+                param = node.declare_parameter(spec.name, coerced, desc, ignore_override=True)
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-            node.get_logger().error(
-                f"parameter {spec.name}: override rejected ({exc}); using default {default!r}"
-            )
-            param = node.declare_parameter(spec.name, default, desc, ignore_override=True)
-        values[spec.name] = from_param_value(spec, param.value)
+            raise ConfigurationError(f"parameter {spec.name}: override rejected: {exc}") from exc
+        value = from_param_value(spec, param.value)
+        reason = check_value(spec, value)
+        if reason:
+            raise ConfigurationError(f"parameter {spec.name}: override rejected: {reason}")
+        values[spec.name] = value
     return values
+
+
+def declare_tracker(node: Any, config_file: str) -> tuple[dict[str, ParamSpec], TrackerConfig]:
+    """Declare a parameter per tracker field; return ``({name: spec}, config)``.
+
+    Defaults come from ``config_file`` ('' = the shipped config/tracker.yaml). Raises
+    :class:`ConfigurationError` for a file that does not load, a rejected override or values
+    the core refuses; logs which values differ from the file (a stale params file shows).
+    """
+    try:
+        base = load_config(config_file or None)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"parameter config_file={config_file!r}: cannot load the tracker YAML: {exc}"
+        ) from exc
+    specs = {s.name: s for s in tracker_specs(base)}
+    values = declare(node, list(specs.values()))
+    try:
+        config = base.with_overrides(values)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid tracker parameters: {exc}") from exc
+    base_flat = base.flat()
+    changed = {k: v for k, v in config.flat().items() if base_flat.get(k) != v}
+    if changed:
+        node.get_logger().info(f"tracker parameters differing from the tracker YAML: {changed}")
+    return specs, config
+
+
+def _int_for_float(spec: ParamSpec, value: Any) -> Any:
+    """``value`` as the float (array) ``spec`` wants when it is an integer (array), else None."""
+    if spec.ptype == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ints = isinstance(value, list | tuple) and all(type(v) is int for v in value)
+    if spec.ptype == "float_array" and value and ints:
+        return [float(v) for v in value]
+    return None
+
+
+def check_unknown_overrides(node: Any) -> None:
+    """Raise :class:`ConfigurationError` for overrides naming no declared parameter.
+
+    Call after declaring everything: rclpy ignores undeclared overrides, so a misspelt name in
+    a params file would otherwise pass silently. ``qos_overrides.*`` are rclpy's own.
+    """
+    overrides = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(
+        name
+        for name in overrides
+        if not node.has_parameter(name) and not name.startswith("qos_overrides.")
+    )
+    if unknown:
+        raise ConfigurationError(
+            f"unknown parameter(s) for {node.get_name()}: {', '.join(unknown)} "
+            "(misspelt, or meant for another node?)"
+        )
+
+
+def exit_on_configuration_error(node_name: str, exc: ConfigurationError) -> int:
+    """Print why a node refused its configuration (stderr) and return the exit status, 2."""
+    print(f"[FATAL] [{node_name}]: bad configuration: {exc}", file=sys.stderr, flush=True)
+    return 2
 
 
 def from_param_value(spec: ParamSpec, value: Any) -> Any:

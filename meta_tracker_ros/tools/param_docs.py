@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from meta_tracker_ros.core.config import TrackerConfig
+from meta_tracker_ros.core.multi import STRUCTURAL_FIELDS
 from meta_tracker_ros.ros.follower import FollowerConfig, FollowerNodeExtra
 from meta_tracker_ros.ros.params import NodeConfig, ParamSpec, node_specs, ros_params_yaml
 
@@ -130,14 +131,20 @@ replace it (counted as `frames_dropped` in diagnostics). A ring of the last
 
 | service | type | notes |
 |---|---|---|
-| `~/set_target` | meta_tracker_ros/SetTarget | box (x, y, w, h) on the image with `stamp` (zero: newest). Fails with a reason for: no image yet, stamp not in the ring (too old / not yet received), non-finite or non-positive size, box not overlapping the image, mask of the wrong size, `max_targets` reached. Empty id: one is assigned and returned. Waits at most `set_target_timeout` for the initialisation (it then replies success with "still running"). |
+| `~/set_target` | meta_tracker_ros/SetTarget | box (x, y, w, h) on the image with `stamp` (zero: newest). Fails with a reason for: no image yet, stamp not in the ring (too old / not yet received), non-finite or non-positive size, box mostly outside the image (less than half its area inside; a target entering the view is fine), mask of the wrong size, `max_targets` reached. Empty id: one is assigned and returned. Waits at most `set_target_timeout` for the initialisation (it then replies success with "still running"). |
 | `~/remove_target` | meta_tracker_ros/RemoveTarget | empty id removes all; an unknown id fails |
 
 Parameters changed at run time: node parameters apply at once; tracker parameters apply to
-targets set afterwards (the core reads its config when a target is added); `mask.enabled`, `scale.enabled`,
-`search.crop_size` and the feature levels rebuild the tracker and re-initialise the current
-targets at their last boxes. `runtime.*`, `backbone.*`, `config_file`, `use_compressed` and
-`use_depth` are read-only (restart the node).
+targets set afterwards (the core reads its config when a target is added); {structural} and
+every `*.feature_levels` rebuild the tracker and re-initialise the current targets at their
+last boxes (`MultiTracker.reconfigure`; LOST targets are dropped). `runtime.*`, `backbone.*`,
+`config_file`, `use_compressed` and `use_depth` are read-only (restart the node). A refused
+change answers `successful=false` with the reason.
+
+At start-up the node refuses a bad configuration instead of falling back to defaults: an
+override (`-p`, `--params-file`) of the wrong type, outside its range or not one of its
+values, a parameter name it does not declare (a typo), or a `config_file` that does not load
+ends the process with exit status 2 and a `[FATAL]` line naming the parameter.
 
 ### Node parameters
 
@@ -207,7 +214,9 @@ def render_nodes_md() -> str:
     """The complete docs/nodes.md text."""
     tracker = _tracker_node_specs()
     n_node = len(node_specs(NodeConfig()))
+    structural = sorted(f for f in STRUCTURAL_FIELDS if not f.endswith("feature_levels"))
     return NODES_INTRO.format(
+        structural=", ".join(f"`{f}`" for f in structural),
         node_table=_table(tracker[:n_node]),
         tracker_table=_table(tracker[n_node:]),
         follower_table=_table(_follower_specs()),

@@ -262,6 +262,9 @@ def test_bad_requests_answer_false_with_a_reason(env):
         "positive width": env.set_target((10, 10, 0, 10), stamp),
         "positive width ": env.set_target((10, 10, -5, 10), stamp),
         "does not overlap": env.set_target((WIDTH + 5, 10, 20, 20), stamp),
+        "mostly outside": env.set_target((204, 150, 1e9, 1e9), stamp),
+        "mostly outside ": env.set_target((WIDTH - 10, 10, 40, 40), stamp),  # a quarter inside
+        "non-finite ": env.set_target((10, 10, float("inf"), 10), stamp),
         "too old": env.set_target((10, 10, 20, 20), Time(sec=1, nanosec=0)),
         "yet": env.set_target((10, 10, 20, 20), Time(sec=stamp.sec + 100, nanosec=0)),
         "printable": env.set_target((10, 10, 20, 20), stamp, tid="bad\nid"),
@@ -278,6 +281,43 @@ def test_bad_requests_answer_false_with_a_reason(env):
     res = env.remove("nobody")
     assert not res.success and "no target 'nobody'" in res.message
     assert env.proc.poll() is None
+    assert env.set_target((WIDTH - 20, 10, 40, 40), stamp, tid="edge").success  # half inside
+    assert env.remove("edge").success
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--params-file", "{bad_params}"], "lost_timeout"),
+        (["--params-file", "{typo_params}"], "lost_timout"),
+        (["-p", "image_reliability:=sometimes"], "image_reliability"),
+        (["-p", "runtime.backend:=tensorflow"], "runtime.backend"),
+        (["-p", "config_file:={broken_yaml}"], "config_file"),
+    ],
+    ids=["out-of-range", "unknown-name", "bad-choice", "bad-tracker-choice", "broken-yaml"],
+)
+def test_bad_configuration_stops_the_node_at_start_up(tmp_path, args, named):
+    """A rejected override, an unknown parameter or a broken tracker YAML: exit 2, named."""
+    files = {
+        "bad_params": "tracker_node:\n  ros__parameters:\n    lost_timeout: 99999.0\n",
+        "typo_params": "tracker_node:\n  ros__parameters:\n    lost_timout: 2.0\n",
+        "broken_yaml": "mask: {enabled: [\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(text)
+    log = tmp_path / "tracker_node.log"
+    proc, context = _start_tracker(log, [a.format(**paths) for a in args])
+    rclpy.shutdown(context=context)
+    try:
+        rc = proc.wait(timeout=WAIT)
+    finally:
+        graph.stop_node(proc)
+    out = log.read_text()
+    assert rc == 2, out[-2000:]
+    assert "bad configuration" in out and named in out, out[-2000:]
+    assert "tracker_node up" not in out
 
 
 def test_set_track_and_remove_targets(env):

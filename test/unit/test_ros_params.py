@@ -87,3 +87,24 @@ def test_tracker_node_yaml_repeats_no_tracker_default():
     assert flat == ROS_OVERRIDES
     # and every override names a real tracker parameter
     TrackerConfig.from_yaml(ROOT / "config" / "tracker.yaml").with_overrides(flat)
+
+
+def test_run_time_changes_are_refused_with_a_reason():
+    from meta_tracker_ros.ros.params import check_changes
+
+    config = TrackerConfig()
+    specs = {s.name: s for s in [*node_specs(NodeConfig()), *tracker_specs(config)]}
+    assert check_changes(specs, config, {"lost_timeout": 2.0, "memory.size": 20}) is None
+    assert "read-only" in check_changes(specs, config, {"runtime.backend": "onnxruntime"})
+    assert "outside" in check_changes(specs, config, {"frame_ring_length": 0})
+    assert "not one of" in check_changes(specs, config, {"mask.color_space": "cmyk"})
+    assert check_changes(specs, config, {"not_a_parameter": 1}) is None  # rclpy's business
+
+
+def test_tracker_string_choices_contain_their_defaults():
+    from meta_tracker_ros.ros.params import TRACKER_CHOICES
+
+    specs = {s.name: s for s in tracker_specs(TrackerConfig())}
+    for name, choices in TRACKER_CHOICES.items():
+        assert specs[name].choices == choices
+        assert specs[name].default in choices, name

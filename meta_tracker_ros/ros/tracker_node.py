@@ -125,7 +125,7 @@ class TrackerNode(Node):
         # the end of the validating callback instead (same effect, one callback).
         self._post_set = hasattr(self, "add_post_set_parameters_callback")
         if self._post_set:
-            self.add_post_set_parameters_callback(self._apply_params)
+            self.add_post_set_parameters_callback(self._guard(self._apply_params))
         self.worker.start()
         self.get_logger().info(
             f"tracker_node up: backend={self.config.runtime.backend} "
@@ -229,7 +229,10 @@ class TrackerNode(Node):
     # ================================================================== parameters
     def _validate_params(self, params: list) -> SetParametersResult:
         specs = {**self._node_specs, **self._tracker_specs}
-        reason = check_changes(specs, self.config, {p.name: p.value for p in params})
+        try:  # an exception here would leave the set_parameters service unanswered
+            reason = check_changes(specs, self.config, {p.name: p.value for p in params})
+        except Exception as exc:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         if not self._post_set and hasattr(self, "worker"):

@@ -1,0 +1,121 @@
+"""TrackerNode in this process with a fake tracker: guarded callbacks, diagnostics under a storm.
+
+No backbone is loaded (the tracker factory is a stub) and no message crosses DDS: these tests
+call the node's callbacks directly, so they are fast and need no waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy not importable: run through `make test`")
+pytest.importorskip("meta_tracker_ros.srv", reason="generated interfaces missing: `make build`")
+
+from rclpy.parameter import Parameter  # noqa: E402
+
+from meta_tracker_ros.core.types import TrackResult, TrackState  # noqa: E402
+from meta_tracker_ros.ros import conversions as conv  # noqa: E402
+from meta_tracker_ros.ros.params import ConfigurationError  # noqa: E402
+from meta_tracker_ros.ros.tracker_node import TrackerNode  # noqa: E402
+from meta_tracker_ros.tools import graph  # noqa: E402
+
+pytestmark = [pytest.mark.ros]
+
+
+class StubTracker:
+    def __init__(self, config) -> None:
+        self.boxes: dict = {}
+        self.device = "stub"
+
+    @property
+    def ids(self) -> list:
+        return list(self.boxes)
+
+    def add(self, tid, frame, box, mask=None) -> None:
+        self.boxes[tid] = box
+
+    def remove(self, tid) -> None:
+        del self.boxes[tid]
+
+    def track(self, frame) -> dict:
+        return {t: TrackResult(b, 0.8, TrackState.TRACKING) for t, b in self.boxes.items()}
+
+    def reconfigure(self, config, frame=None) -> dict:
+        return {}
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=graph.random_domain_id())
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _node(context, overrides=()) -> TrackerNode:
+    return TrackerNode(
+        tracker_factory=StubTracker, context=context, parameter_overrides=list(overrides)
+    )
+
+
+def test_bad_override_raises_configuration_error_naming_the_parameter(context):
+    with pytest.raises(ConfigurationError, match="lost_timeout"):
+        _node(context, [Parameter("lost_timeout", value=99999.0)])
+    with pytest.raises(ConfigurationError, match="lost_timout"):
+        _node(context, [Parameter("lost_timout", value=2.0)])
+
+
+def test_guarded_callbacks_log_once_and_never_raise(context):
+    node = _node(context)
+    try:
+        calls = []
+
+        def boom(*_):
+            calls.append(1)
+            raise RuntimeError("broken")
+
+        guarded = node._guard(boom)
+        guarded()
+        guarded("msg")
+        assert len(calls) == 2 and "boom:RuntimeError" in node._warned
+        node._guard(node._on_image)(object())  # not an image: as subscribed, it cannot raise
+        assert "_on_image:AttributeError" in node._warned
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
+def test_diagnostics_while_targets_are_added_and_removed(context):
+    """The diagnostics callback copies shared state: a set/remove storm never breaks it."""
+    node = _node(context)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def diagnostics() -> None:
+        while not stop.is_set():
+            try:
+                node._publish_diagnostics()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+    try:
+        assert node.worker.ready.wait(30)
+        msg = conv.bgr_to_image(np.zeros((48, 64, 3), np.uint8), "bgr8")
+        node._on_image(msg)
+        thread = threading.Thread(target=diagnostics)
+        thread.start()
+        for i in range(300):
+            node.worker.request_add(f"t{i % 5}", 0, (1, 1, 20, 20), None, 10.0)
+            node._on_image(msg)
+            if i % 4 == 0:
+                node.worker.request_remove("", 10.0)
+        stop.set()
+        thread.join()
+        assert not errors, errors[0]
+    finally:
+        stop.set()
+        node.shutdown()
+        node.destroy_node()

@@ -125,7 +125,7 @@ class ClassifierConfig:
     # Meta-trained projection and solver constants (python -m meta_tracker_ros.training): the
     # learned file replaces the first-frame PCA, ridge_reg, reg, step_size, init_steps (the file
     # brings its own count) and the Gaussian label. false = the hand-set classifier above.
-    learned: bool = False  # meta-trained projection and solver (false: hand-set, PCA)
+    learned: bool = True  # meta-trained projection and solver (false: hand-set, PCA)
     weights_path: str = ""  # learned classifier file ("" = the one shipped in the package)
 
 

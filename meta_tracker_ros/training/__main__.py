@@ -44,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="", help="checkpoint file (default: OUT.ckpt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="cpu or cuda (episodes run on cpu)")
+    p.add_argument(
+        "--device",
+        default=d.device,
+        help="cpu or cuda: the DDP backend (gloo / NCCL); episodes run on the CPU",
+    )
     p.add_argument("--cache", default="", help="feature cache directory")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process")
     e = d.episodes

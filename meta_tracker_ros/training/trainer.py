@@ -49,7 +49,7 @@ class TrainConfig:
     proj_lr: float = 2e-4  # the 1x1 projection
     warmup: int = 50
     clip: float = 1.0  # gradient-norm clip
-    init_steps: int = 1  # initialisation iterations learned and shipped
+    init_steps: int = 2  # initialisation iterations learned and shipped (validation: 2 > 1)
     update_steps: int = 2  # online-update iterations learned
     projection: str = "learned"  # learned | pca
     val_fraction: float = 0.15
@@ -176,6 +176,7 @@ def train(cfg: TrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> di
     if rank != 0:
         cache = build_or_load(tracker_cfg, clips, root, cache_dir, cfg.init_stride, False)
     t_cache = time.perf_counter() - t_start
+    torch.set_num_threads(threads)  # the backbone runtime sets its own count while caching
     c = tracker_cfg.classifier
     levels = list(c.feature_levels)
     channels = sum(LITE0_LEVELS[lv][2] for lv in levels)

@@ -13,7 +13,6 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from meta_tracker_ros.core.config import LocalizationConfig
 from meta_tracker_ros.core.types import TrackState
@@ -33,17 +32,6 @@ class Peak:
     value: float  # relative score (peak / first-frame reference)
     second: float  # relative height of the strongest peak outside the target's neighbourhood
     kind: PeakKind
-
-
-def gaussian_label(
-    shape: tuple[int, int], center: tuple[float, float], sigma: float, device: torch.device
-) -> torch.Tensor:
-    """(1, 1, H, W) Gaussian with peak 1 at ``center`` (row, col in cells)."""
-    h, w = shape
-    rows = torch.arange(h, device=device, dtype=torch.float32).view(-1, 1) - center[0]
-    cols = torch.arange(w, device=device, dtype=torch.float32).view(1, -1) - center[1]
-    g = torch.exp(-0.5 * (rows.pow(2) + cols.pow(2)) / max(sigma, 1e-3) ** 2)
-    return g.view(1, 1, h, w)
 
 
 def hann2d(h: int, w: int) -> np.ndarray:

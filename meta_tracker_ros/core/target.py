@@ -47,6 +47,21 @@ def _size_towards(
     return (size[0] * fw, size[1] * fh)
 
 
+def to_cell(u: float, stride: int) -> float:
+    """Crop pixel coordinate -> feature cell coordinate at ``stride`` (cell centres)."""
+    return (u - (stride - 1) / 2.0) / stride
+
+
+def crop_cells(
+    stride: int, crop: Crop, center: tuple[float, float], size: tuple[float, float]
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Target (row, col) centre and (h, w) size in feature cells of ``crop``."""
+    u, v = crop.to_crop_point(*center)
+    pos = (to_cell(v, stride), to_cell(u, stride))
+    dims = (size[1] * crop.scale / stride, size[0] * crop.scale / stride)
+    return pos, dims
+
+
 def crop_size_for(config: TrackerConfig, search_area: float) -> int:
     """Crop side in pixels that keeps the target's pixel size when the search area grows."""
     s = config.search
@@ -104,16 +119,13 @@ class TargetTrack:
         )
 
     def _to_cell(self, u: float) -> float:
-        return (u - (self.stride - 1) / 2.0) / self.stride
+        return to_cell(u, self.stride)
 
     def _to_px(self, cell: float) -> float:
         return cell * self.stride + (self.stride - 1) / 2.0
 
     def _cells(self, crop: Crop, center: tuple[float, float], size: tuple[float, float]):
-        u, v = crop.to_crop_point(*center)
-        pos = (self._to_cell(v), self._to_cell(u))
-        dims = (size[1] * crop.scale / self.stride, size[0] * crop.scale / self.stride)
-        return pos, dims
+        return crop_cells(self.stride, crop, center, size)
 
     def box(self) -> Box:
         cx, cy = self.center

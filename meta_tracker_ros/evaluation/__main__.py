@@ -92,13 +92,16 @@ def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactor
         if name in ("meta", "handset"):
             # Imported only when asked for (torch + model); the YAML is parsed once up front so
             # a bad config fails before any sequence runs, and each sequence gets its own copy.
+            import torch
+
             from meta_tracker_ros.core import create_tracker
             from meta_tracker_ros.core.config import load_config
+            from meta_tracker_ros.core.multi import load_classifier
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
             if name == "handset":
                 cfg = cfg.with_overrides({"classifier.learned": False})
-            create_tracker(copy.deepcopy(cfg))  # a missing or mismatched learned file fails here
+            load_classifier(cfg, torch.device("cpu"))  # a missing or mismatched file fails here
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)

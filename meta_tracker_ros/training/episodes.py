@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from meta_tracker_ros.core.backbone import LITE0_LEVELS
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import Crop, search_crop
+from meta_tracker_ros.core.target import crop_cells, to_cell
 from meta_tracker_ros.training.cache import FeatureCache
 
 
@@ -54,16 +55,6 @@ class Episode:
     memory: View | None = None
     memory_weight: float = 0.0
     meta: dict = field(default_factory=dict)
-
-
-def _cells(
-    stride: int, crop: Crop, center, size
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Target centre and size in feature cells of ``crop`` (as TargetTrack._cells)."""
-    u, v = crop.to_crop_point(*center)
-    pos = ((v - (stride - 1) / 2.0) / stride, (u - (stride - 1) / 2.0) / stride)
-    dims = (size[1] * crop.scale / stride, size[0] * crop.scale / stride)
-    return pos, dims
 
 
 class EpisodeSampler:
@@ -111,10 +102,10 @@ class EpisodeSampler:
         }
         crop = Crop(*entry["crop"][:3], int(entry["crop"][3]))
         x, y, w, h = info["boxes"][j]
-        _, dims = _cells(self.stride, crop, (x + w / 2, y + h / 2), (w, h))
+        _, dims = crop_cells(self.stride, crop, (x + w / 2, y + h / 2), (w, h))
         s = self.stride
         centers = torch.tensor(
-            [[(v - (s - 1) / 2.0) / s, (u - (s - 1) / 2.0) / s] for u, v in entry["centres"]],
+            [[to_cell(v, s), to_cell(u, s)] for u, v in entry["centres"]],
             dtype=torch.float32,
         )
         return View(feats, centers, [dims] * centers.shape[0])
@@ -139,7 +130,7 @@ class EpisodeSampler:
                 arr = torch.from_numpy(np.asarray(self.cache.search[lv][entry["row"]], np.float32))
                 per_level[lv].append(resample(arr, wide, crop, LITE0_LEVELS[lv][1]))
             gx, gy, gw, gh = info["boxes"][t]
-            pos, dims = _cells(self.stride, crop, (gx + gw / 2, gy + gh / 2), (gw, gh))
+            pos, dims = crop_cells(self.stride, crop, (gx + gw / 2, gy + gh / 2), (gw, gh))
             centers.append(pos)
             dims_all.append(dims)
         feats = {lv: torch.stack(v) for lv, v in per_level.items()}

@@ -54,7 +54,7 @@ def test_fourier_training_matches_convolution_and_reduces_loss():
     assert clf.filter.shape == (1, 6, 5, 3)
     # The circular products on padded spectra equal the 'same'-padded correlation.
     size = clf.fft_size((15, 15))
-    sf = (clf.spectra(x) * clf._circ(clf.filter, size).conj()).sum(1, keepdim=True)
+    sf = (clf.spectra(x) * S.kernel_spectrum(clf.filter, size).conj()).sum(1, keepdim=True)
     s_fft = torch.fft.irfft2(sf, s=size)[:, :, :15, :15]
     torch.testing.assert_close(s_fft, clf.scores(x), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(

@@ -233,9 +233,6 @@ class FilterClassifier:
             self._wf_key = size
         return S.scores_from_spectra(xf, self.filter, hw, self._wf)
 
-    def _circ(self, w: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        return S.kernel_spectrum(w, size)
-
     def refine(
         self, xf: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, steps: int
     ) -> None:

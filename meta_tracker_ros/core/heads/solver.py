@@ -145,15 +145,12 @@ def label_maps(
     sigma = max(params.label_sigma * size, 1e-3)
     gauss = torch.exp(-0.5 * (dr.pow(2) + dc.pow(2)) / sigma**2)
     fg = (gauss > params.hinge_threshold).to(torch.float32)
-    if params.label_bins is None:
-        y = gauss
-    else:
-        dist = torch.sqrt(dr.pow(2) + dc.pow(2) + 1e-12) / size
-        y = _interp(params.label_bins, dist)
+    tabulated = params.label_bins is not None or params.log_weight_bins is not None
+    dist = torch.sqrt(dr.pow(2) + dc.pow(2) + 1e-12) / size if tabulated else None
+    y = gauss if params.label_bins is None else _interp(params.label_bins, dist)
     if params.log_weight_bins is None:
         wt = torch.ones_like(gauss)
     else:
-        dist = torch.sqrt(dr.pow(2) + dc.pow(2) + 1e-12) / size
         wt = _interp(params.log_weight_bins, dist).exp()
     return torch.stack([y * fg, fg, wt], dim=1)
 

@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average before: {' '.join(load)} (other processes share this CPU)")
     except OSError:
         pass
+    args.log_dir.mkdir(parents=True, exist_ok=True)
     for n in args.targets:
         log = args.log_dir / f"latency_bench_{n}.log"
         r = run_once(frames, boxes, n, args.rate, log, args.param)

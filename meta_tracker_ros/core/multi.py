@@ -2,10 +2,12 @@
 
 Why: the backbone is most of the cost (about 20 ms per 256 px crop on a small CPU), and running
 it once per target in a Python loop would also forgo batching. Each frame, every target's search
-crop is cut, the crops are stacked into one batch (padded to the largest when a lost target is
-searching a wider region), the backbone runs once, and each :class:`TargetTrack` gets its slice
-of the features. The single-target :class:`~meta_tracker_ros.core.tracker.Tracker` is this class
-with one target.
+crop is cut, crops of equal size are stacked into one batch, the backbone runs once per crop
+size (once in the common case where no target is searching a wider region), and each
+:class:`TargetTrack` gets its slice of the features. Crops are never padded to the largest: a
+LOST target's wider crop (up to twice the side) made every other target's crop up to four
+times as expensive (issue 11: 4 targets with some LOST took 438 ms). The single-target
+:class:`~meta_tracker_ros.core.tracker.Tracker` is this class with one target.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_c
 from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
 from meta_tracker_ros.core.heads.mask_head import MaskHead
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
+from meta_tracker_ros.core.timing import StageTimes
 from meta_tracker_ros.core.types import Box, TrackResult, TrackState, validate_box, validate_frame
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,7 @@ class MultiTracker:
         self.learned = load_classifier(cfg, self.device)
         self._targets: dict[Hashable, TargetTrack] = {}
         self.frames = 0
+        self.times = StageTimes()  # per-stage times of recent track() calls (timing.py)
 
     @property
     def ids(self) -> list[Hashable]:
@@ -103,14 +107,23 @@ class MultiTracker:
         return len(self._targets)
 
     def _extract(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        side = max(im.shape[0] for im in images)
-        if any(im.shape[0] != side for im in images):
-            padded = []
-            for im in images:
-                pad = side - im.shape[0]
-                padded.append(np.pad(im, ((0, pad), (0, pad), (0, 0)), mode="edge"))
-            images = padded
-        return self.backbone.extract(crops_to_tensor(images, self.device))
+        """Features of equally sized crops, one backbone call."""
+        with self.times.measure("to_tensor"):
+            batch = crops_to_tensor(images, self.device)
+        with self.times.measure("backbone"):
+            return self.backbone.extract(batch)
+
+    def _extract_each(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """Features per crop: one backbone call per distinct crop size, no padding."""
+        groups: dict[int, list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape[0], []).append(i)
+        out: list[dict[str, torch.Tensor]] = [{} for _ in images]
+        for idx in groups.values():
+            feats = self._extract([images[i] for i in idx])
+            for j, i in enumerate(idx):
+                out[i] = {lv: f[j : j + 1] for lv, f in feats.items()}
+        return out
 
     @torch.no_grad()
     def add(
@@ -124,6 +137,7 @@ class MultiTracker:
         cfg = self.config
         head = MaskHead(cfg.mask, self.device) if cfg.mask.enabled else None
         target = TargetTrack(cfg, self.device, head, self.learned)
+        target.times = self.times
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
         crop = search_crop((cx, cy), box[2:], s.search_area, s.crop_size, s.min_side)
@@ -187,19 +201,19 @@ class MultiTracker:
         frame = validate_frame(frame)
         if not self._targets:
             return {}
-        targets = list(self._targets.items())
-        crops = [t.next_crop() for _, t in targets]
-        images = [crop_image(frame, c) for c in crops]
-        feats = self._extract(images)
-        results: dict[Hashable, TrackResult] = {}
-        for i, ((tid, target), crop) in enumerate(zip(targets, crops, strict=True)):
-            side = crop.out_size
-            mine = {}
-            for lv, f in feats.items():
-                n = side // LITE0_LEVELS[lv][1]
-                mine[lv] = f[i : i + 1, :, :n, :n]
-            results[tid] = target.step(frame, mine, crop)
-        self.frames += 1
+        self.times.begin()
+        try:
+            targets = list(self._targets.items())
+            with self.times.measure("crop"):
+                crops = [t.next_crop() for _, t in targets]
+                images = [crop_image(frame, c) for c in crops]
+            feats = self._extract_each(images)
+            results: dict[Hashable, TrackResult] = {}
+            for (tid, target), crop, mine in zip(targets, crops, feats, strict=True):
+                results[tid] = target.step(frame, mine, crop)
+            self.frames += 1
+        finally:
+            self.times.end()
         return results
 
 

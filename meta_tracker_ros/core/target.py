@@ -10,6 +10,7 @@ path for both.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from meta_tracker_ros.core.localization import (
 )
 from meta_tracker_ros.core.memory import SampleMemory
 from meta_tracker_ros.core.scale import ScaleFilter, smooth_size
+from meta_tracker_ros.core.timing import StageTimes
 from meta_tracker_ros.core.types import Box, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class TargetTrack:
         self._windows: dict[tuple[int, int], np.ndarray] = {}
         self._mask_size = (1.0, 1.0)  # the mask head's own extent (mask_fusion.extent_*)
         self._mask_offset = (0.0, 0.0)  # its centre minus the classifier centre, in box sides
+        self.times = StageTimes()  # the MultiTracker shares its own (per-stage timings)
 
     # ------------------------------------------------------------------ geometry helpers
     def next_crop(self) -> Crop:
@@ -189,6 +192,7 @@ class TargetTrack:
         self.frame += 1
         self.image_size = (frame.shape[1], frame.shape[0])
         was_lost = self.states.state == TrackState.LOST
+        t0 = time.perf_counter()
         x = self.projector(feats)
         hw = (int(x.shape[2]), int(x.shape[3]))
         xf = self.classifier.spectra(x)
@@ -204,6 +208,7 @@ class TargetTrack:
             cfg.classifier.window_influence,
             cfg.localization,
         )
+        self.times.add("classifier", time.perf_counter() - t0)
         state = self.states.step(peak)
         found = state != TrackState.LOST and peak.kind != PeakKind.NOT_FOUND
         if found:
@@ -211,7 +216,8 @@ class TargetTrack:
             self.center = crop.to_image_point(u, v)
             pos = (peak.row, peak.col)
             if cfg.scale.enabled and peak.value >= cfg.scale.min_score:
-                factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
+                with self.times.measure("scale"):
+                    factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
                 self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
             self.search_area = cfg.search.search_area
         else:
@@ -223,9 +229,11 @@ class TargetTrack:
 
         mask = None
         if cfg.mask.enabled:
-            mask = self._run_mask(frame, feats, crop, state, peak.value)
+            with self.times.measure("mask"):
+                mask = self._run_mask(frame, feats, crop, state, peak.value)
         if state == TrackState.TRACKING:
-            self._learn(x, xf, feats, crop, peak)
+            with self.times.measure("update"):
+                self._learn(x, xf, feats, crop, peak)
         box = self.box()
         return TrackResult(
             box=box,

@@ -1,0 +1,97 @@
+"""Multi-target batching without padding, and the per-stage timing record (issue 11)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from meta_tracker_ros.core import TrackerConfig, create_multi_tracker
+from meta_tracker_ros.core.timing import CORE_STAGES, StageTimes
+
+
+def _config() -> TrackerConfig:
+    return TrackerConfig().with_overrides({"mask.enabled": False})
+
+
+def _frames(n: int = 4, width: int = 480, height: int = 320) -> list[np.ndarray]:
+    """A smooth random texture drifting right by 3 px a frame (real backbone, real crops)."""
+    rng = np.random.default_rng(5)
+    small = rng.random((24, 36, 3)).astype(np.float32)
+    big = cv2.resize(small, (width + 3 * n, height), interpolation=cv2.INTER_CUBIC)
+    big = (np.clip(big, 0, 1) * 200 + 20).astype(np.uint8)
+    return [np.ascontiguousarray(big[:, 3 * n - 3 * i : 3 * n - 3 * i + width]) for i in range(n)]
+
+
+def _tracker_with(targets: dict, frame: np.ndarray, wide: set):
+    tracker = create_multi_tracker(_config())
+    shapes: list[tuple[int, int]] = []
+    original = tracker.backbone.extract
+
+    def recording(images):
+        shapes.append((int(images.shape[0]), int(images.shape[-1])))
+        return original(images)
+
+    tracker.backbone.extract = recording
+    for tid, box in targets.items():
+        tracker.add(tid, frame, box)
+    for tid in wide:
+        tracker._targets[tid].search_area = tracker.config.search.max_search_area
+    shapes.clear()
+    return tracker, shapes
+
+
+def test_wide_crop_does_not_pad_the_others():
+    """A target searching a wider region gets its own backbone call; the others are unpadded.
+
+    Each target's result with the other present equals its result tracked alone (the padding
+    used to change the features of the smaller crops near their border).
+    """
+    frames = _frames()
+    boxes = {"a": (60.0, 80.0, 50.0, 40.0), "b": (300.0, 150.0, 40.0, 50.0)}
+    both, shapes = _tracker_with(boxes, frames[0], wide={"b"})
+    alone_a, _ = _tracker_with({"a": boxes["a"]}, frames[0], wide=set())
+    alone_b, _ = _tracker_with({"b": boxes["b"]}, frames[0], wide={"b"})
+    together = both.track(frames[1])
+    ra = alone_a.track(frames[1])["a"]
+    rb = alone_b.track(frames[1])["b"]
+    size = both.config.search.crop_size
+    assert sorted(shapes) == [(1, size), (1, 2 * size)], shapes
+    np.testing.assert_allclose(together["a"].box, ra.box, atol=1e-3)
+    np.testing.assert_allclose(together["b"].box, rb.box, atol=1e-3)
+    assert abs(together["a"].score - ra.score) < 1e-4
+
+
+def test_equal_crops_share_one_backbone_call():
+    frames = _frames()
+    boxes = {k: (40.0 + 100 * k, 100.0, 50.0, 50.0) for k in range(3)}
+    tracker, shapes = _tracker_with(boxes, frames[0], wide=set())
+    tracker.track(frames[1])
+    assert shapes == [(3, tracker.config.search.crop_size)]
+
+
+def test_stage_times_recorded_per_track_call():
+    frames = _frames()
+    tracker, _ = _tracker_with({"a": (60.0, 80.0, 50.0, 50.0)}, frames[0], wide=set())
+    assert tracker.times.means_ms() == {}
+    for f in frames[1:]:
+        tracker.track(f)
+    means = tracker.times.means_ms()
+    assert len(tracker.times) == len(frames) - 1
+    assert set(CORE_STAGES) <= set(means)
+    assert means["backbone"] > 0 and means["classifier"] > 0 and means["crop"] > 0
+    named = sum(means[k] for k in CORE_STAGES)
+    assert abs(named - means["total"]) < 1e-6 * max(1.0, means["total"]) + 1e-9
+
+
+def test_stage_times_window_and_outside_frame():
+    t = StageTimes(window=2)
+    t.add("crop", 1.0)  # outside a frame: ignored
+    assert len(t) == 0
+    for _ in range(3):
+        t.begin()
+        t.add("backbone", 0.01)
+        t.end()
+    assert len(t) == 2
+    m = t.means_ms()
+    assert abs(m["backbone"] - 10.0) < 1e-9
+    assert m["total"] >= 0.0 and m["other"] >= 0.0

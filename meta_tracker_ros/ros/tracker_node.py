@@ -352,6 +352,8 @@ class TrackerNode(Node):
             kv("precision", self.config.runtime.precision),
             kv("targets", len(snap.results)),
         ]
+        for stage, ms in self.worker.stage_means_ms().items():
+            status.values.append(kv(f"stage_{stage}_ms", f"{ms:.1f}"))
         for tid, r in snap.results.items():
             status.values.append(kv(f"target {tid}", f"{TrackState(r.state).name} {r.score:.2f}"))
         out = DiagnosticArray()

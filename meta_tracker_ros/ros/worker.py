@@ -101,6 +101,10 @@ def valid_target_id(raw: Any) -> str:
     return tid
 
 
+# Node-side stages timed by the worker (see TrackerWorker.stage_means_ms).
+NODE_STAGES = ("decode", "publish")
+
+
 def _noop(*_: Any) -> None:
     return None
 
@@ -167,6 +171,9 @@ class TrackerWorker:
         self._processed: deque[float] = deque(maxlen=120)
         self._latencies: deque[float] = deque(maxlen=300)
         self._tracker_s: deque[float] = deque(maxlen=120)
+        # Node-side stages around the tracker (decode = image conversion, publish = results
+        # callback: message building and publishing), for the per-stage diagnostics.
+        self._node_s: dict[str, deque[float]] = {k: deque(maxlen=120) for k in NODE_STAGES}
 
     # ================================================================== life cycle
     def start(self) -> None:
@@ -414,7 +421,9 @@ class TrackerWorker:
             self._lost_reported = False
         if not ids and not self._want_image():
             return  # nothing to track: do not even decode the frame
+        t0 = time.perf_counter()
         image = self.image(entry)
+        decoded = time.perf_counter() - t0
         if ids and self._target_size not in (None, image.shape[:2]):
             h, w = self._target_size or (0, 0)
             self.warn_throttled(
@@ -431,7 +440,11 @@ class TrackerWorker:
             self._results.update({k: v for k, v in results.items() if k in self._ids})
             self._processed.append(self._clock())
             self._last_frame = entry
+        t0 = time.perf_counter()
         self._on_results(entry, image, results)
+        with self._lock:
+            self._node_s["decode"].append(decoded)
+            self._node_s["publish"].append(time.perf_counter() - t0)
 
     # ================================================================== images stopping
     def images_stale(self) -> bool:
@@ -483,6 +496,20 @@ class TrackerWorker:
         if len(times) < 2 or self._clock() - times[-1] > 2.0:
             return 0.0
         return (len(times) - 1) / max(1e-6, times[-1] - times[0])
+
+    def stage_means_ms(self) -> dict[str, float]:
+        """Mean ms per processed frame of the node stages and the tracker's own stages.
+
+        Node: ``decode`` (message to BGR array), ``publish`` (results callback). Tracker: its
+        ``times.means_ms()`` (core/timing.py) when it keeps one, keys prefixed ``core_``.
+        """
+        with self._lock:
+            node = {k: list(v) for k, v in self._node_s.items()}
+        out = {k: 1000.0 * sum(v) / len(v) for k, v in node.items() if v}
+        times = getattr(self.tracker, "times", None)
+        if times is not None and hasattr(times, "means_ms"):
+            out.update({f"core_{k}": v for k, v in times.means_ms().items()})
+        return out
 
     def snapshot(self) -> Snapshot:
         """Copies of ids, results and statistics, plus a health level and message."""

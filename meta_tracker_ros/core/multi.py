@@ -107,11 +107,18 @@ class MultiTracker:
         return len(self._targets)
 
     def _extract(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Features of equally sized crops, one backbone call."""
-        with self.times.measure("to_tensor"):
-            batch = crops_to_tensor(images, self.device)
-        with self.times.measure("backbone"):
-            return self.backbone.extract(batch)
+        """Features of equally sized crops: one backbone call, or several of at most
+        ``backbone.max_crops_per_call`` crops where the runtime batches badly (CPU torch)."""
+        step = self.backbone.max_crops_per_call or len(images)
+        parts = []
+        for k in range(0, len(images), step):
+            with self.times.measure("to_tensor"):
+                batch = crops_to_tensor(images[k : k + step], self.device)
+            with self.times.measure("backbone"):
+                parts.append(self.backbone.extract(batch))
+        if len(parts) == 1:
+            return parts[0]
+        return {lv: torch.cat([p[lv] for p in parts]) for lv in parts[0]}
 
     def _extract_each(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
         """Features per crop: one backbone call per distinct crop size, no padding."""

@@ -2,7 +2,7 @@
 
     python -m meta_tracker_ros.tools.stage_bench [--data ../shared/data] [--sequence uav_person11]
         [--targets 1,4,8] [--wide 0] [--frames 60] [--threads 1] [--size 640x360] [--node]
-        [--compare-padding]
+        [--compare-before]
 
 Core: a :class:`~meta_tracker_ros.core.multi.MultiTracker` at ``--threads`` torch threads (the
 node's ``runtime.num_threads``) tracks a real sequence, resized to ``--size`` like the latency
@@ -12,9 +12,9 @@ every frame (what a LOST/UNCERTAIN target searches), the case where crops of dif
 meet in one frame. The tracker's own stage record (``core/timing.py``) gives crop, to-tensor,
 backbone, classifier, scale, mask, update (memory and filter refinement) and other.
 
-``--compare-padding`` runs, interleaved frame by frame with the current code, the former
-batching that padded every crop to the largest (an A/B in one process, so both see the same
-load).
+``--compare-before`` runs, interleaved frame by frame with the current code, the former
+batching (before issue 11): every crop padded to the largest and all in one backbone call (an
+A/B in one process, so both see the same load).
 
 Node path (``--node``, needs the built messages): per frame for one target, the steps
 ``tracker_node`` runs, timed in this process without DDS: deserialising a bgr8
@@ -57,7 +57,7 @@ def target_boxes(first: tuple, size: tuple[int, int], count: int) -> list[tuple]
 
 
 def padded_extract_each(tracker: MultiTracker, images: list[np.ndarray]):
-    """The former batching (before issue 11): every crop padded to the largest, one call."""
+    """The former batching (before issue 11): every crop padded to the largest, one call for all."""
     side = max(im.shape[0] for im in images)
     padded = [np.pad(im, ((0, side - im.shape[0]),) * 2 + ((0, 0),), mode="edge") for im in images]
     with tracker.times.measure("to_tensor"):
@@ -87,14 +87,14 @@ def bench_core(
     wide: int,
     config: TrackerConfig,
     warmup: int,
-    compare_padding: bool,
+    compare_before: bool,
 ) -> dict[str, dict[str, float]]:
-    """Mean ms per frame and stage: {"current": ..., "padded": ...} (the latter when asked)."""
+    """Mean ms per frame and stage: {"current": ..., "before": ...} (the latter when asked)."""
     variants = {"current": MultiTracker(config)}
-    if compare_padding:
+    if compare_before:
         legacy = MultiTracker(config)
         legacy._extract_each = lambda images, t=legacy: padded_extract_each(t, images)
-        variants["padded"] = legacy
+        variants["before"] = legacy
     h, w = frames[0].shape[:2]
     init = target_boxes(boxes[0], (w, h), targets)
     for tr in variants.values():
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="640x360", help="frame size WxH (latency_bench's default)")
     p.add_argument("--config", type=Path, default=None, help="tracker YAML (default: shipped)")
     p.add_argument("--node", action="store_true", help="also time the node path (1 target)")
-    p.add_argument("--compare-padding", action="store_true", help="A/B with the padded batch")
+    p.add_argument("--compare-before", action="store_true", help="A/B with the padded batch")
     args = p.parse_args(argv)
     if not args.data.exists():
         print(f"no data at {args.data}", file=sys.stderr)
@@ -201,13 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             min(args.wide, n),
             config,
             args.warmup,
-            args.compare_padding,
+            args.compare_before,
         )
         for name, means in res.items():
             label = f"{n} target{'s' if n > 1 else ''}" + (
                 f" ({min(args.wide, n)} wide)" if args.wide else ""
             )
-            rows[label if name == "current" else f"{label}, padded"] = means
+            rows[label if name == "current" else f"{label}, before"] = means
     print(_table("core", rows, [*CORE_STAGES, "total"]))
     if args.node:
         node = bench_node(frames, boxes, config, args.warmup)

@@ -61,12 +61,25 @@ def test_wide_crop_does_not_pad_the_others():
     assert abs(together["a"].score - ra.score) < 1e-4
 
 
-def test_equal_crops_share_one_backbone_call():
+def test_equal_crops_share_backbone_calls_up_to_the_runtime_limit():
+    """One call for equal crops, split where the runtime asks (CPU torch: one crop per call)."""
     frames = _frames()
     boxes = {k: (40.0 + 100 * k, 100.0, 50.0, 50.0) for k in range(3)}
     tracker, shapes = _tracker_with(boxes, frames[0], wide=set())
-    tracker.track(frames[1])
-    assert shapes == [(3, tracker.config.search.crop_size)]
+    size = tracker.config.search.crop_size
+    assert tracker.backbone.max_crops_per_call == 1, "CPU torch runs one crop per call"
+    batched = tracker.track(frames[1])
+    assert shapes == [(1, size)] * 3
+    again, _ = _tracker_with(boxes, frames[0], wide=set())
+    again.backbone.max_crops_per_call = 0  # any number: one call for all three
+    shapes.clear()
+    again_shapes: list = []
+    original = again.backbone.extract
+    again.backbone.extract = lambda im: again_shapes.append(tuple(im.shape[:1])) or original(im)
+    single = again.track(frames[1])
+    assert again_shapes == [(3,)]
+    for k in boxes:
+        np.testing.assert_allclose(batched[k].box, single[k].box, atol=1e-3)
 
 
 def test_stage_times_recorded_per_track_call():

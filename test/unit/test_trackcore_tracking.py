@@ -77,6 +77,8 @@ def test_multi_tracker_two_targets_one_backbone_call_per_frame():
     bg, sprite = _scene(width=360, height=240, size=40)
     sprite2 = np.ascontiguousarray(sprite[:, :, ::-1])  # different colours
     tracker = create_multi_tracker(_config())
+    # Batching across targets (CPU torch runs one crop per call: test_trackcore_batching.py).
+    tracker.backbone.max_crops_per_call = 0
     calls = []
     original = tracker.backbone.extract
 

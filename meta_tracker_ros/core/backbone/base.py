@@ -49,6 +49,9 @@ class Backbone(ABC):
     spec: BackboneSpec
     device: torch.device
     name: str = "abstract"
+    # Most crops the tracker should send per ``extract`` call (0: any number). A runtime sets
+    # it where batching costs more than it saves (see TorchBackbone on the CPU).
+    max_crops_per_call: int = 0
 
     @abstractmethod
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -35,6 +35,10 @@ class TorchBackbone(Backbone):
             raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(num_threads))
+            # One crop per call: on the 2-core CPU at one thread, batches of 4 and 8 256 px
+            # crops cost more per crop than single crops (8: 96 vs 35 ms per crop; stage_bench
+            # and docs/speed.md), the activations of a batch no longer fitting in the caches.
+            self.max_crops_per_call = 1
         self.half = precision == "fp16" and self.device.type == "cuda"
         self.spec = lite0_spec(levels, mean, std)
         self.net = LiteFeatures(levels, weights).to(self.device)

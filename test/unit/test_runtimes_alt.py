@@ -67,9 +67,21 @@ def test_on_demand_export_is_reused(cache, ort_backbone, monkeypatch):
     assert ort_backbone.onnx_path.parent == cache / "onnx"
 
 
-def test_wrong_crop_size_is_a_clear_error(ort_backbone):
+def test_on_demand_cpu_export_takes_wider_crops_and_a_fixed_file_refuses_them(
+    cache, ort_backbone, tmp_path
+):
+    """A LOST target's wider crop runs on the CPU on-demand export (symbolic H, W); a fixed-size
+    file named by runtime.onnx_path still refuses other sizes with a clear error."""
+    from meta_tracker_ros.core.backbone.onnx_export import export_onnx
+
+    feats = ort_backbone.extract(torch.rand(1, 3, 288, 288))
+    assert feats["s16"].shape[-2:] == (18, 18)
+    fixed = tmp_path / "fixed.onnx"
+    export_onnx(fixed, LEVELS, 256, verify=False)
+    backbone = create_backbone(config(cache, backend="onnx", onnx_path=str(fixed)), LEVELS)
+    assert backbone.name == "onnxruntime"
     with pytest.raises(ValueError, match="256x256 crops, got 288x288"):
-        ort_backbone.extract(torch.rand(1, 3, 288, 288))
+        backbone.extract(torch.rand(1, 3, 288, 288))
 
 
 def test_mismatched_file_falls_back_to_torch_with_reason(cache, ort_backbone, caplog):

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def create_backbone(config: TrackerConfig, levels: Sequence[str]) -> Backbone:
-    """Build the runtime named by ``config.runtime.backend``.
+    """Build the runtime named by ``config.runtime.backend`` (``auto``: see runtime_guard).
 
     A runtime that cannot start (library missing, engine file missing, no GPU) falls back to
     the PyTorch runtime on the same device when possible, else on the CPU, and logs why.
@@ -26,6 +26,8 @@ def create_backbone(config: TrackerConfig, levels: Sequence[str]) -> Backbone:
         if not torch.cuda.is_available():
             log.warning("device '%s' requested but CUDA is not available; using the CPU", device)
             device = "cpu"
+    if rt.backend == "auto":
+        return _create_auto(config, levels, device)
     if rt.backend != "torch":
         try:
             from meta_tracker_ros.core.backbone import alt_runtimes
@@ -46,3 +48,27 @@ def create_backbone(config: TrackerConfig, levels: Sequence[str]) -> Backbone:
         weights=bb.weights,
         num_threads=rt.num_threads,
     )
+
+
+def _create_auto(config: TrackerConfig, levels: Sequence[str], device: str) -> Backbone:
+    """``backend: auto``: the first of runtime_guard.choose(device) that starts."""
+    import dataclasses
+
+    from meta_tracker_ros.core.backbone import runtime_guard
+
+    for backend, precision in runtime_guard.choose(device):
+        rt = dataclasses.replace(config.runtime, backend=backend, precision=precision)
+        cfg = dataclasses.replace(config, runtime=rt)
+        if backend == "torch":
+            backbone = create_backbone(cfg, levels)
+        else:
+            try:
+                from meta_tracker_ros.core.backbone import alt_runtimes
+
+                backbone = alt_runtimes.create(backend, cfg, levels, device)
+            except Exception as exc:
+                log.warning("auto: backend '%s' could not start (%s); next", backend, exc)
+                continue
+        log.info("backend auto: %s", backbone.describe())
+        return backbone
+    raise AssertionError("runtime_guard.choose always ends with torch")  # pragma: no cover

@@ -8,7 +8,9 @@ based median over the target's pixels rather than a single sample at the centre.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,3 +117,33 @@ def target_position(
     else:
         u, v = x + w / 2, y + h / 2
     return backproject(u, v, z, intrinsics)
+
+
+def closest_depth(
+    info: Any,
+    depths: Sequence[Any],
+    stamp: int,
+    size: tuple[int, int],
+    max_delay: float,
+    to_metres: Callable[[Any], np.ndarray],
+) -> tuple[np.ndarray | None, Intrinsics | None]:
+    """``(depth in metres, intrinsics)`` for the colour image stamped ``stamp`` (ns), or Nones.
+
+    ``info`` is the newest CameraInfo, ``depths`` the newest depth messages; the one closest
+    in time is used when within ``max_delay`` s. ``to_metres`` converts it (its ``ValueError``
+    for an unusable depth image propagates). Intrinsics are scaled to ``size`` (width, height).
+    """
+    width, height = size
+    if info is None or not depths:
+        return None, None
+    intr = Intrinsics.from_k(info.k, info.width or width, info.height or height)
+    if intr is None:
+        return None, None
+
+    def delay(d: Any) -> int:
+        return abs(int(d.header.stamp.sec) * 1_000_000_000 + int(d.header.stamp.nanosec) - stamp)
+
+    best = min(depths, key=delay)
+    if delay(best) > max_delay * 1e9:
+        return None, None
+    return to_metres(best), intr.scaled_to(width, height)

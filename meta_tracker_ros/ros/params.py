@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import inspect
+import itertools
 import math
 import re
 import sys
@@ -465,11 +466,69 @@ def _int_for_float(spec: ParamSpec, value: Any) -> Any:
     return None
 
 
-def check_unknown_overrides(node: Any) -> None:
+def _param_args(argv: list[str]) -> tuple[list[str], set[str]]:
+    """``(params files, names given with -p)`` from a ROS command line."""
+    files, names = [], set()
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--params-file":
+            files.append(value)
+        elif flag in ("-p", "--param") and ":=" in value:
+            names.add(value.split(":=", 1)[0])
+    return files, names
+
+
+def _sections(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict]]:
+    """``[(section path, ros__parameters dict)]`` of a params-file YAML (namespaces nested)."""
+    if not isinstance(tree, dict):
+        return []
+    out = []
+    for key, value in tree.items():
+        if key == "ros__parameters" and isinstance(value, dict):
+            out.append((path, value))
+        else:
+            out.extend(_sections(value, (*path, *str(key).strip("/").split("/"))))
+    return out
+
+
+def _flatten(params: dict, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        names |= _flatten(value, f"{name}.") if isinstance(value, dict) else {name}
+    return names
+
+
+def shared_only_names(argv: list[str]) -> set[str]:
+    """Names set only in wildcard sections of the params files in ``argv`` (not with ``-p``).
+
+    A robot's shared params file often has a ``/**:`` section with parameters of other nodes;
+    rclpy hands those to every node. A section whose node name is ``*`` or ``**`` is such a
+    wildcard; one naming a node (``tracker_node``, ``/robot/tracker_node``, ``/**/tracker_node``)
+    is not. Unreadable files count as holding nothing (rclpy itself reports them).
+    """
+    files, given = _param_args(argv)
+    shared: set[str] = set()
+    named: set[str] = set(given)
+    for path in files:
+        try:
+            tree = yaml.safe_load(open(path, encoding="utf-8"))  # noqa: SIM115
+        except (OSError, yaml.YAMLError):
+            continue
+        for section, params in _sections(tree):
+            wildcard = not section or section[-1] in ("*", "**")
+            (shared if wildcard else named).update(_flatten(params))
+    return shared - named
+
+
+def check_unknown_overrides(node: Any, argv: list[str] | None = None) -> None:
     """Raise :class:`ConfigurationError` for overrides naming no declared parameter.
 
     Call after declaring everything: rclpy ignores undeclared overrides, so a misspelt name in
-    a params file would otherwise pass silently. ``qos_overrides.*`` are rclpy's own.
+    a params file would otherwise pass silently. ``qos_overrides.*`` are rclpy's own. Names
+    that come only from wildcard sections (``/**:``) of a params file (``argv``, default
+    ``sys.argv``; see :func:`shared_only_names`) are other nodes' parameters: ignored, listed
+    in one info line. A misspelt name under this node's own section or given with ``-p`` stays
+    fatal.
     """
     overrides = getattr(node, "_parameter_overrides", {})
     unknown = sorted(
@@ -477,10 +536,18 @@ def check_unknown_overrides(node: Any) -> None:
         for name in overrides
         if not node.has_parameter(name) and not name.startswith("qos_overrides.")
     )
+    shared = shared_only_names(sys.argv if argv is None else argv) if unknown else set()
+    ignored = [name for name in unknown if name in shared]
+    unknown = [name for name in unknown if name not in shared]
     if unknown:
         raise ConfigurationError(
             f"unknown parameter(s) for {node.get_name()}: {', '.join(unknown)} "
             "(misspelt, or meant for another node?)"
+        )
+    if ignored:
+        node.get_logger().info(
+            f"ignoring {len(ignored)} parameter(s) from wildcard sections of the params file "
+            f"that {node.get_name()} does not declare: {', '.join(ignored)}"
         )
 
 

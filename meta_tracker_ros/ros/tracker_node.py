@@ -22,11 +22,12 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -38,7 +39,8 @@ from meta_tracker_ros.core.types import TrackResult, TrackState
 from meta_tracker_ros.msg import TrackedObjectArray
 from meta_tracker_ros.ros import conversions as conv
 from meta_tracker_ros.ros.debug_draw import draw_tracks
-from meta_tracker_ros.ros.depth import Intrinsics, target_position
+from meta_tracker_ros.ros.depth import closest_depth, target_position
+from meta_tracker_ros.ros.diagnostics import tracker_status
 from meta_tracker_ros.ros.params import (
     ConfigurationError,
     NodeConfig,
@@ -54,11 +56,8 @@ from meta_tracker_ros.ros.qos import SensorSubscriptions
 from meta_tracker_ros.ros.worker import Frame, SkipFrameError, TrackerWorker
 from meta_tracker_ros.srv import RemoveTarget, SetTarget
 
-_LEVELS = {
-    "ok": DiagnosticStatus.OK,
-    "warn": DiagnosticStatus.WARN,
-    "error": DiagnosticStatus.ERROR,
-}
+RECONFIGURE_WAIT = 30.0  # longest a set_parameters call waits for a tracker rebuild (s)
+_MAX_WARNED = 64  # distinct once-only warnings kept (see TrackerNode._warn_once)
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -78,7 +77,7 @@ class TrackerNode(Node):
         self._node_specs = {s.name: s for s in node_specs()}
         self.node_cfg = NodeConfig(**declare(self, list(self._node_specs.values())))
         self._tracker_specs, self.config = declare_tracker(self, self.node_cfg.config_file)
-        check_unknown_overrides(self)
+        check_unknown_overrides(self, [*sys.argv, *(kwargs.get("cli_args") or [])])
         self._warned: set[str] = set()
         self._info: CameraInfo | None = None
         self._depth: list[Any] = []  # the newest depth images, bounded in _on_depth
@@ -135,6 +134,21 @@ class TrackerNode(Node):
     def _log(self, level: str, text: str) -> None:
         getattr(self.get_logger(), level)(text)
 
+    def _warn_once(self, key: str, level: str, text: str) -> None:
+        """Log ``text`` the first time ``key`` is seen; at most ``_MAX_WARNED`` keys are kept.
+
+        Keys come from the input (encodings, formats): a stream of ever new garbage encodings
+        must neither grow this set without bound nor flood the log.
+        """
+        if key in self._warned:
+            return
+        if len(self._warned) >= _MAX_WARNED:
+            key, text = "", f"more than {_MAX_WARNED} distinct problems; no longer logging new ones"
+            if key in self._warned:
+                return
+        self._warned.add(key)
+        self._log(level, text)
+
     def _guard(self, callback: Callable[..., None]) -> Callable[..., None]:
         """``callback`` that logs an exception (once per kind) instead of raising out of spin."""
 
@@ -143,13 +157,12 @@ class TrackerNode(Node):
             try:
                 callback(*args)
             except Exception as exc:
-                key = f"{callback.__name__}:{type(exc).__name__}"
-                if key not in self._warned:
-                    self._warned.add(key)
-                    self.get_logger().error(
-                        f"{callback.__name__} failed ({type(exc).__name__}: {exc}); "
-                        "the node goes on (logged once)"
-                    )
+                self._warn_once(
+                    f"{callback.__name__}:{type(exc).__name__}",
+                    "error",
+                    f"{callback.__name__} failed ({type(exc).__name__}: {exc}); "
+                    "the node goes on (logged once)",
+                )
 
         return guarded
 
@@ -167,12 +180,12 @@ class TrackerNode(Node):
         if encoding is not None and encoding.lower() not in conv.COLOR_ENCODINGS:
             # Checked here (a string compare) rather than in the worker, so an unsupported
             # stream is reported even when the worker would have dropped those frames.
-            if encoding not in self._warned:
-                self._warned.add(encoding)
-                self.get_logger().warning(
-                    f"unsupported image encoding '{encoding}' on {self._image_topic()} "
-                    f"(supported: {', '.join(conv.COLOR_ENCODINGS)}); such frames are skipped"
-                )
+            self._warn_once(
+                f"encoding:{encoding}",
+                "warning",
+                f"unsupported image encoding {encoding[:40]!r} on {self._image_topic()} "
+                f"(supported: {', '.join(conv.COLOR_ENCODINGS)}); such frames are skipped",
+            )
             return
         self.worker.push_frame(stamp_ns(msg.header.stamp), msg)
 
@@ -189,9 +202,9 @@ class TrackerNode(Node):
             return conv.image_to_bgr(msg)
         except conv.UnsupportedEncodingError as exc:
             key = getattr(msg, "encoding", "") or getattr(msg, "format", "")
-            if key not in self._warned:
-                self._warned.add(key)
-                self.get_logger().warning(f"{exc}; such frames are skipped")
+            self._warn_once(
+                f"decode:{key}", "warning", f"{str(exc)[:200]}; such frames are skipped"
+            )
             raise SkipFrameError(str(exc)) from exc
 
     # ================================================================== services
@@ -228,9 +241,18 @@ class TrackerNode(Node):
 
     # ================================================================== parameters
     def _validate_params(self, params: list) -> SetParametersResult:
+        """Check run-time changes, then hand tracker changes to the worker and wait for them.
+
+        A tracker rebuild that fails (a missing weights file, say) answers ``successful=false``
+        with the reason, so the parameters keep their old values, like the tracker. A rebuild
+        still running after :data:`RECONFIGURE_WAIT` s is accepted; should it fail later, the
+        error is logged and the tracker keeps its old configuration while the parameters show
+        the new values (the one case where they differ).
+        """
         specs = {**self._node_specs, **self._tracker_specs}
         try:  # an exception here would leave the set_parameters service unanswered
-            reason = check_changes(specs, self.config, {p.name: p.value for p in params})
+            changes = {p.name: p.value for p in params}
+            reason = check_changes(specs, self.config, changes) or self._apply_tracker(changes)
         except Exception as exc:
             reason = f"internal error: {type(exc).__name__}: {exc}"
         if reason:
@@ -239,20 +261,33 @@ class TrackerNode(Node):
             self._apply_params(params)
         return SetParametersResult(successful=True)
 
+    def _apply_tracker(self, changes: dict[str, Any]) -> str | None:
+        """Reconfigure the tracker for the tracker parameters in ``changes``; why it failed."""
+        specs = self._tracker_specs
+        overrides = {k: from_param_value(specs[k], v) for k, v in changes.items() if k in specs}
+        if not overrides or not hasattr(self, "worker"):
+            return None
+        config = self.config.with_overrides(overrides)
+        try:  # the core decides whether it rebuilds
+            self.worker.reconfigure(config).result(timeout=RECONFIGURE_WAIT)
+        except FutureTimeout:
+            self._log(
+                "warning", f"tracker reconfiguration still running after {RECONFIGURE_WAIT} s"
+            )
+        except Exception as exc:
+            return f"tracker not reconfigured, old values kept: {type(exc).__name__}: {exc}"
+        self.config = config
+        self.get_logger().info(f"tracker parameters changed: {overrides}")
+        return None
+
     def _apply_params(self, params: list) -> None:
-        overrides = {}
+        """Apply node-level parameters (tracker ones were applied while validating)."""
         for p in params:
-            if p.name in self._tracker_specs:
-                overrides[p.name] = from_param_value(self._tracker_specs[p.name], p.value)
-            elif p.name in self._node_specs:
+            if p.name in self._node_specs:
                 value = from_param_value(self._node_specs[p.name], p.value)
                 setattr(self.node_cfg, p.name, value)
                 if p.name == "frame_ring_length":
                     self.worker.set_ring_length(int(value))
-        if overrides:
-            self.config = self.config.with_overrides(overrides)
-            self.worker.reconfigure(self.config)  # the core decides whether it rebuilds
-            self.get_logger().info(f"tracker parameters changed: {overrides}")
 
     # ================================================================== publishing
     def _want_debug(self) -> bool:
@@ -295,19 +330,11 @@ class TrackerNode(Node):
 
     def _depth_for(self, header: Any, width: int, height: int):
         """The depth image (metres) closest in time to ``header`` plus intrinsics, if any."""
-        info, depths = self._info, self._depth
-        if info is None or not depths:
-            return None, None
-        intr = Intrinsics.from_k(info.k, info.width or width, info.height or height)
-        if intr is None:
-            return None, None
-        intr = intr.scaled_to(width, height)
-        want = stamp_ns(header.stamp)
-        best = min(depths, key=lambda d: abs(stamp_ns(d.header.stamp) - want))
-        if abs(stamp_ns(best.header.stamp) - want) > self.node_cfg.depth_max_delay * 1e9:
-            return None, None
         try:
-            return conv.depth_to_metres(best), intr
+            return closest_depth(
+                self._info, self._depth, stamp_ns(header.stamp), (width, height),
+                self.node_cfg.depth_max_delay, conv.depth_to_metres,
+            )  # fmt: skip
         except ValueError as exc:
             self.worker.warn_throttled("depth", f"depth image ignored: {exc}")
             return None, None
@@ -330,35 +357,13 @@ class TrackerNode(Node):
     # ================================================================== diagnostics
     def _publish_diagnostics(self) -> None:
         snap = self.worker.snapshot()  # copies: the worker may change targets meanwhile
-        lat = np.array(snap.latencies_s) * 1000.0
-        proc = np.array(snap.tracker_s) * 1000.0
-        status = DiagnosticStatus()
-        status.name = f"{self.get_name()}: tracker"
-        status.hardware_id = str(getattr(self.worker.tracker, "device", self.config.runtime.device))
-        status.level, status.message = _LEVELS[snap.level], snap.message
-
-        def kv(k: str, v: Any) -> KeyValue:
-            return KeyValue(key=k, value=str(v))
-
-        status.values = [
-            kv("processing_rate_hz", f"{snap.rate_hz:.1f}"),
-            kv("latency_p50_ms", f"{np.percentile(lat, 50):.1f}" if lat.size else "n/a"),
-            kv("latency_p95_ms", f"{np.percentile(lat, 95):.1f}" if lat.size else "n/a"),
-            kv("tracker_ms_mean", f"{proc.mean():.1f}" if proc.size else "n/a"),
-            kv("frames_received", snap.received),
-            kv("frames_dropped", snap.dropped),
-            kv("backend", self.config.runtime.backend),
-            kv("device", status.hardware_id),
-            kv("precision", self.config.runtime.precision),
-            kv("targets", len(snap.results)),
-        ]
-        for stage, ms in self.worker.stage_means_ms().items():
-            status.values.append(kv(f"stage_{stage}_ms", f"{ms:.1f}"))
-        for tid, r in snap.results.items():
-            status.values.append(kv(f"target {tid}", f"{TrackState(r.state).name} {r.score:.2f}"))
+        device = str(getattr(self.worker.tracker, "device", self.config.runtime.device))
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
-        out.status = [status]
+        stages = self.worker.stage_means_ms()
+        out.status = [
+            tracker_status(f"{self.get_name()}: tracker", snap, self.config, device, stages)
+        ]
         self.pub_diag.publish(out)
 
     # ================================================================== life cycle

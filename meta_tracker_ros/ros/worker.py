@@ -105,6 +105,20 @@ def valid_target_id(raw: Any) -> str:
 NODE_STAGES = ("decode", "publish")
 
 
+def configured_files(config: Any) -> str:
+    """`` [files: name=path, ...]`` for the non-empty path parameters of ``config`` ('' if none)."""
+    try:
+        flat = config.flat()
+    except Exception:
+        return ""
+    files = [
+        f"{k}={v}"
+        for k, v in flat.items()
+        if isinstance(v, str) and v and k.endswith(("weights", "_path", "_dir"))
+    ]
+    return f" [files: {', '.join(files)}]" if files else ""
+
+
 def _noop(*_: Any) -> None:
     return None
 
@@ -188,11 +202,17 @@ class TrackerWorker:
             self._thread.join(timeout=timeout)
 
     def build(self) -> None:
-        """Create the tracker (on the worker thread in :meth:`start`); errors are kept."""
+        """Create the tracker (on the worker thread in :meth:`start`); errors are kept.
+
+        The kept error names the configured files (weights, ONNX, engine cache): the library
+        that failed to read one (a corrupt ``.pth`` raises an unpickling error) often does not.
+        """
         try:
             self.tracker = self.factory(self.config)
         except Exception as exc:
-            self.tracker_error = f"{type(exc).__name__}: {exc}"
+            self.tracker_error = (
+                f"{type(exc).__name__}: {str(exc)[:500]}{configured_files(self.config)}"
+            )
             self._log("error", f"could not create the tracker: {self.tracker_error}")
         self.ready.set()
 
@@ -358,8 +378,11 @@ class TrackerWorker:
         return self._submit("remove", tid)
 
     def reconfigure(self, config: TrackerConfig) -> Future:
-        """Hand ``config`` to the tracker (the core decides whether it rebuilds)."""
-        self.config = config
+        """Hand ``config`` to the tracker (the core decides whether it rebuilds).
+
+        :attr:`config` becomes ``config`` only once the tracker took it: a failed rebuild leaves
+        tracker and config as they were, and the future holds the exception.
+        """
         return self._submit("reconfigure", config)
 
     def _submit(self, kind: str, *args: Any) -> Future:
@@ -376,7 +399,7 @@ class TrackerWorker:
             except queue.Empty:
                 return
             try:
-                if self.tracker is None:
+                if self.tracker is None and kind != "reconfigure":
                     raise RuntimeError(f"tracker unavailable: {self.tracker_error}")
                 getattr(self, f"_do_{kind}")(*args)
                 with self._lock:
@@ -403,6 +426,11 @@ class TrackerWorker:
                 self.tracker.remove(t)
 
     def _do_reconfigure(self, config: TrackerConfig) -> None:
+        if self.tracker is None:  # a corrected parameter recovers a tracker that failed to build
+            self.tracker = self.factory(config)
+            self.tracker_error, self.config = "", config
+            self._log("info", "tracker created with the new parameters")
+            return
         with self._lock:
             newest = self._ring[-1] if self._ring else None
         image = None
@@ -412,6 +440,7 @@ class TrackerWorker:
             except Exception as exc:
                 self._log("warning", f"newest frame unusable for re-initialisation: {exc}")
         dropped = self.tracker.reconfigure(config, image) or {}
+        self.config = config
         for tid, reason in dropped.items():
             self._log("warning", f"target '{tid}' dropped by the rebuild: {reason}")
 

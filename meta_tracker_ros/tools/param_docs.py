@@ -139,12 +139,18 @@ targets set afterwards (the core reads its config when a target is added); {stru
 every `*.feature_levels` rebuild the tracker and re-initialise the current targets at their
 last boxes (`MultiTracker.reconfigure`; LOST targets are dropped). `runtime.*`, `backbone.*`,
 `config_file`, `use_compressed` and `use_depth` are read-only (restart the node). A refused
-change answers `successful=false` with the reason.
+change answers `successful=false` with the reason; so does a tracker rebuild that fails (a
+missing weights file): the parameter keeps its old value, like the tracker (a rebuild still
+running after 30 s is accepted; if it fails later, the error is logged and only the tracker
+keeps the old values).
 
 At start-up the node refuses a bad configuration instead of falling back to defaults: an
 override (`-p`, `--params-file`) of the wrong type, outside its range or not one of its
 values, a parameter name it does not declare (a typo), or a `config_file` that does not load
-ends the process with exit status 2 and a `[FATAL]` line naming the parameter.
+ends the process with exit status 2 and a `[FATAL]` line naming the parameter. One exception:
+names that appear only in wildcard sections (`/**:`, `/robot/*:`) of a shared params file are
+other nodes' parameters; they are ignored and listed in one info line. A typo under the node's
+own section (`tracker_node:`, `/**/tracker_node:`) or given with `-p` stays fatal.
 
 ### Node parameters
 

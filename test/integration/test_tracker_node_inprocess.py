@@ -119,3 +119,66 @@ def test_diagnostics_while_targets_are_added_and_removed(context):
         stop.set()
         node.shutdown()
         node.destroy_node()
+
+
+class FailingRebuild(StubTracker):
+    """A tracker whose rebuild fails for a missing learned file (as MultiTracker's would)."""
+
+    def reconfigure(self, config, frame=None) -> dict:
+        if config.classifier.weights_path.endswith("missing.pt"):
+            raise FileNotFoundError(f"{config.classifier.weights_path} does not exist")
+        return {}
+
+
+def test_a_failed_tracker_rebuild_refuses_the_parameter_and_keeps_the_old_value(context):
+    node = TrackerNode(tracker_factory=FailingRebuild, context=context)
+    try:
+        assert node.worker.ready.wait(30)
+        old = node.get_parameter("classifier.weights_path").value
+        [res] = node.set_parameters([Parameter("classifier.weights_path", value="/x/missing.pt")])
+        assert not res.successful and "missing.pt does not exist" in res.reason
+        assert "old values kept" in res.reason
+        assert node.get_parameter("classifier.weights_path").value == old
+        assert (
+            node.config.classifier.weights_path == old == node.worker.config.classifier.weights_path
+        )
+        [res] = node.set_parameters([Parameter("classifier.weights_path", value="/x/ok.pt")])
+        assert res.successful and node.worker.config.classifier.weights_path == "/x/ok.pt"
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
+def test_shared_wildcard_parameters_are_ignored_own_typos_stay_fatal(context, tmp_path):
+    shared = tmp_path / "robot.yaml"
+    shared.write_text(
+        "/**:\n  ros__parameters:\n    wheel_radius: 0.1\n"
+        "tracker_node:\n  ros__parameters:\n    lost_timeout: 2.0\n"
+    )
+    args = ["--ros-args", "--params-file", str(shared)]
+    node = TrackerNode(tracker_factory=StubTracker, context=context, cli_args=args)
+    try:
+        assert "wheel_radius" in node._parameter_overrides  # rclpy handed it to this node
+        assert node.node_cfg.lost_timeout == 2.0
+    finally:
+        node.shutdown()
+        node.destroy_node()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**:\n  ros__parameters:\n    lost_timout: 2.0\n")  # a wildcard typo...
+    args = ["--ros-args", "--params-file", str(typo), "-p", "lost_timout:=2.0"]  # ...given by -p
+    with pytest.raises(ConfigurationError, match="lost_timout"):
+        TrackerNode(tracker_factory=StubTracker, context=context, cli_args=args)
+
+
+def test_garbage_encodings_neither_grow_the_warned_set_nor_flood_the_log(context):
+    """Found by the fuzz suite: each new encoding string was remembered (and logged) forever."""
+    node = _node(context)
+    try:
+        msg = conv.bgr_to_image(np.zeros((4, 4, 3), np.uint8), "bgr8")
+        for i in range(500):
+            msg.encoding = f"garbage_{i}_" + "x" * 1000
+            node._on_image(msg)
+        assert len(node._warned) <= 65
+    finally:
+        node.shutdown()
+        node.destroy_node()

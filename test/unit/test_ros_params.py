@@ -15,6 +15,7 @@ from meta_tracker_ros.ros.params import (
     check_value,
     node_specs,
     ros_params_yaml,
+    shared_only_names,
     tracker_specs,
 )
 
@@ -108,3 +109,27 @@ def test_tracker_string_choices_contain_their_defaults():
     for name, choices in TRACKER_CHOICES.items():
         assert specs[name].choices == choices
         assert specs[name].default in choices, name
+
+
+def test_wildcard_sections_of_a_shared_params_file_are_other_nodes_parameters(tmp_path):
+    """``/**:`` parameters this node does not declare are ignored; its own section's are not."""
+    shared = tmp_path / "robot.yaml"
+    shared.write_text(
+        yaml.safe_dump(
+            {
+                "/**": {"ros__parameters": {"use_sim_time": False, "base": {"frame": "odom"}}},
+                "/robot": {"*": {"ros__parameters": {"wheel_radius": 0.1}}},
+                "tracker_node": {"ros__parameters": {"lost_timout": 2.0}},
+                "/**/follower_node": {"ros__parameters": {"yaw_gain": 1.0}},
+                "/robot/lidar": {"ros__parameters": {"range": 30.0, "base": {"frame": "x"}}},
+            }
+        )
+    )
+    argv = ["node", "--ros-args", "--params-file", str(shared), "-p", "wheel_radius:=0.2"]
+    assert shared_only_names(argv) == {"use_sim_time"}
+    # A name also set in a section naming a node, or with -p, is not "only shared".
+    assert shared_only_names(["node", "--ros-args", "--params-file", str(shared)]) == {
+        "use_sim_time",
+        "wheel_radius",
+    }
+    assert shared_only_names(["node", "--params-file", str(tmp_path / "missing.yaml")]) == set()

@@ -16,6 +16,7 @@ from meta_tracker_ros.ros.worker import (
     SkipFrameError,
     TrackerWorker,
     check_request_box,
+    configured_files,
     valid_target_id,
 )
 
@@ -252,6 +253,51 @@ def test_reconfigure_hands_the_config_and_newest_frame_to_the_core():
     rig.worker._run_commands()
     assert rig.worker.tracker.reconfigured[-1] == (TrackerConfig(), True)
     assert rig.worker.config == TrackerConfig()
+
+
+def test_a_failed_rebuild_keeps_the_old_config_and_answers_the_exception():
+    rig = Rig()
+    old = rig.worker.config
+
+    def fail(config, frame=None):
+        raise FileNotFoundError("no mask_decoder.pt")
+
+    rig.worker.tracker.reconfigure = fail
+    future = rig.worker.reconfigure(TrackerConfig().with_overrides({"mask.enabled": False}))
+    rig.worker._run_commands()
+    with pytest.raises(FileNotFoundError, match="mask_decoder"):
+        future.result(0)
+    assert rig.worker.config is old
+
+
+def test_a_corrected_parameter_builds_a_tracker_that_failed_to_build():
+    def factory(config):
+        if config.backbone.weights:
+            raise RuntimeError("corrupt")
+        return FakeTracker(config)
+
+    bad = TrackerConfig().with_overrides({"backbone.weights": "/robot/w.pth"})
+    worker = TrackerWorker(factory, bad, NodeConfig(), decode=lambda m: m)
+    worker.build()
+    assert worker.tracker is None and worker.snapshot().level == "error"
+    future = worker.reconfigure(TrackerConfig())
+    worker._run_commands()
+    assert future.result(0) and worker.tracker is not None and worker.config == TrackerConfig()
+    assert worker.snapshot().level == "ok"
+
+
+def test_build_error_names_the_configured_files():
+    """A corrupt weights file raises an error that rarely names it; the worker's error does."""
+
+    def broken(config):
+        raise RuntimeError("invalid load key, 'n'")
+
+    config = TrackerConfig().with_overrides({"backbone.weights": "/robot/w.pth"})
+    worker = TrackerWorker(broken, config, NodeConfig(), decode=lambda m: m)
+    worker.build()
+    assert "invalid load key" in worker.tracker_error
+    assert "backbone.weights=/robot/w.pth" in worker.tracker_error
+    assert "backbone.weights" not in configured_files(TrackerConfig())  # "" = shipped: unnamed
 
 
 # ---------------------------------------------------------------------------- images stopping

@@ -77,7 +77,14 @@ def test_factory_auto_builds_the_chosen_runtime(tmp_path, monkeypatch):
     cfg.runtime.backend = "auto"
     cfg.runtime.num_threads = 1
     cfg.runtime.onnx_cache_dir = str(tmp_path / "onnx")
-    backbone = create_backbone(cfg, LEVELS)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backbone = create_backbone(cfg, LEVELS)
+        # The heads run on torch: its thread count follows runtime.num_threads here too.
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert backbone.name == "onnxruntime"
     assert backbone.max_crops_per_call == 1
     reference = TorchBackbone(LEVELS, num_threads=1)

@@ -26,6 +26,15 @@ def create_backbone(config: TrackerConfig, levels: Sequence[str]) -> Backbone:
         if not torch.cuda.is_available():
             log.warning("device '%s' requested but CUDA is not available; using the CPU", device)
             device = "cpu"
+    if device == "cpu":
+        # The heads run on torch whatever runs the backbone: without this, an onnxruntime
+        # backbone left torch at one thread per core, and in tracker_node (a loaded 2-core
+        # CPU) the heads took 288 ms per frame instead of about 30 (latency_bench, speed.md).
+        import torch
+
+        from meta_tracker_ros.core.config import cpu_threads
+
+        torch.set_num_threads(cpu_threads(rt.num_threads))
     if rt.backend == "auto":
         return _create_auto(config, levels, device)
     if rt.backend != "torch":

@@ -18,7 +18,7 @@ PY_SOURCES  := $(shell find meta_tracker_ros scripts -type f \( -name '*.py' -o 
 TRAIN_DATA  ?= ../shared/data/train
 WEIGHTS     ?= meta_tracker_ros/core/weights/classifier.pt
 
-.PHONY: env build test lint demo bench bench-val train clean distclean constraints
+.PHONY: env build test lint demo bench bench-val train stress clean distclean constraints
 
 env: $(VENV_STAMP)
 
@@ -59,6 +59,13 @@ test: build lint
 demo: build
 	$(RUN) python -m meta_tracker_ros.tools.demo --output demo_output \
 		$(if $(INPUT),--input $(INPUT)) $(if $(BOX),--box $(BOX))
+
+# Reliability suite (README "Reliability"): 10,000-frame soaks at 30 Hz with 1 and 4 targets,
+# thousands of hostile requests and images, faults; about 20 min. `make test` runs a reduced
+# form (test/integration/test_stress_quick.py). STRESS_ARGS="--frames 1500" shortens it.
+STRESS_ARGS ?=
+stress: build
+	$(RUN) python -m meta_tracker_ros.tools.stress --data $(DATA) $(STRESS_ARGS)
 
 # Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, the hand-set
 # one, and CSRT/KCF, interleaved per sequence in the same run.

@@ -67,6 +67,17 @@ class StageTimes:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def quantile_ms(self, stage: str = "total", q: float = 0.95) -> float:
+        """The ``q`` quantile of one stage's per-frame ms over the window (0 when empty).
+
+        Means hide the periodic filter refinement (``update`` every memory.update_interval
+        frames), which is what a latency p95 sees.
+        """
+        values = sorted(f.get(stage, 0.0) for f in list(self._frames))
+        if not values:
+            return 0.0
+        return 1000.0 * values[min(len(values) - 1, int(q * len(values)))]
+
     def means_ms(self) -> dict[str, float]:
         """Mean milliseconds per frame for each stage and "total" over the window ({} if none)."""
         frames = list(self._frames)

@@ -90,6 +90,11 @@ class MultiTracker:
             raise ValueError(
                 f"search.crop_size must be a multiple of 16, got {cfg.search.crop_size}"
             )
+        if cfg.search.max_crop_size < 0 or cfg.search.max_crop_size % 16 != 0:
+            raise ValueError(
+                "search.max_crop_size must be 0 or a multiple of 16, "
+                f"got {cfg.search.max_crop_size}"
+            )
         self.levels = sorted(levels, key=lambda lv: LITE0_LEVELS[lv][1])
         self.backbone: Backbone = create_backbone(cfg, self.levels)
         self.device = self.backbone.device

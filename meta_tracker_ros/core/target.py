@@ -64,11 +64,17 @@ def crop_cells(
     return pos, dims
 
 
-def crop_size_for(config: TrackerConfig, search_area: float) -> int:
-    """Crop side in pixels that keeps the target's pixel size when the search area grows."""
+def crop_size_for(config: TrackerConfig, search_area: float, capped: bool = True) -> int:
+    """Crop side in pixels that keeps the target's pixel size when the search area grows.
+
+    With ``capped``, at most ``search.max_crop_size`` (when set; never below ``crop_size``): a
+    wider region is then resampled to fewer pixels (backbone cost grows with the side squared).
+    """
     s = config.search
-    size = s.crop_size * search_area / s.search_area
-    return max(16, iround(size / 16.0) * 16)
+    size = max(16, iround(s.crop_size * search_area / s.search_area / 16.0) * 16)
+    if capped and s.max_crop_size > 0:
+        size = min(size, max(s.max_crop_size, s.crop_size))
+    return size
 
 
 class TargetTrack:
@@ -107,6 +113,10 @@ class TargetTrack:
         self._windows: dict[tuple[int, int], np.ndarray] = {}
         self._mask_size = (1.0, 1.0)  # the mask head's own extent (mask_fusion.extent_*)
         self._mask_offset = (0.0, 0.0)  # its centre minus the classifier centre, in box sides
+        # Whether the current frame's crop was resampled below the target's usual pixel size
+        # (search.max_crop_size): its features are at another scale, so neither the scale
+        # filter nor the sample memory learns from them.
+        self._rescaled = False
         self.times = StageTimes()  # the MultiTracker shares its own (per-stage timings)
 
     # ------------------------------------------------------------------ geometry helpers
@@ -192,6 +202,7 @@ class TargetTrack:
         self.frame += 1
         self.image_size = (frame.shape[1], frame.shape[0])
         was_lost = self.states.state == TrackState.LOST
+        self._rescaled = crop.out_size < crop_size_for(cfg, self.search_area, capped=False)
         t0 = time.perf_counter()
         x = self.projector(feats)
         hw = (int(x.shape[2]), int(x.shape[3]))
@@ -215,7 +226,7 @@ class TargetTrack:
             u, v = self._to_px(peak.col), self._to_px(peak.row)
             self.center = crop.to_image_point(u, v)
             pos = (peak.row, peak.col)
-            if cfg.scale.enabled and peak.value >= cfg.scale.min_score:
+            if cfg.scale.enabled and peak.value >= cfg.scale.min_score and not self._rescaled:
                 with self.times.measure("scale"):
                     factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
                 self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
@@ -279,6 +290,8 @@ class TargetTrack:
         # Label at the (possibly rescaled) target in this crop.
         pos, dims = self._cells(crop, self.center, self.size)
         hard = peak.kind == PeakKind.HARD_NEGATIVE
+        if self._rescaled:
+            return
         if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
             label = self.classifier.targets(tuple(x.shape[-2:]), [pos], dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate

@@ -10,7 +10,9 @@ from meta_tracker_ros.core.timing import CORE_STAGES, StageTimes
 
 
 def _config() -> TrackerConfig:
-    return TrackerConfig().with_overrides({"mask.enabled": False})
+    # Uncapped crops (search.max_crop_size 0): a wide search gets a larger crop, the case
+    # where crops of different sizes meet in one frame.
+    return TrackerConfig().with_overrides({"mask.enabled": False, "search.max_crop_size": 0})
 
 
 def _frames(n: int = 4, width: int = 480, height: int = 320) -> list[np.ndarray]:
@@ -92,6 +94,8 @@ def test_stage_times_recorded_per_track_call():
     assert len(tracker.times) == len(frames) - 1
     assert set(CORE_STAGES) <= set(means)
     assert means["backbone"] > 0 and means["classifier"] > 0 and means["crop"] > 0
+    assert tracker.times.quantile_ms("total", 1.0) >= tracker.times.quantile_ms("total", 0.0)
+    assert tracker.times.quantile_ms("total", 1.0) >= means["total"] - 1e-9
     named = sum(means[k] for k in CORE_STAGES)
     assert abs(named - means["total"]) < 1e-6 * max(1.0, means["total"]) + 1e-9
 
@@ -108,3 +112,26 @@ def test_stage_times_window_and_outside_frame():
     m = t.means_ms()
     assert abs(m["backbone"] - 10.0) < 1e-9
     assert m["total"] >= 0.0 and m["other"] >= 0.0
+
+
+def test_max_crop_size_resamples_wide_regions_and_skips_learning_from_them():
+    """search.max_crop_size: a wide region is cut at the cap (one crop size for all targets),
+    and the target neither writes memory nor updates its scale filter from that crop."""
+    frames = _frames()
+    cfg = _config().with_overrides({"search.max_crop_size": 256})
+    tracker = create_multi_tracker(cfg)
+    shapes: list[tuple[int, int]] = []
+    original = tracker.backbone.extract
+    tracker.backbone.extract = lambda im: shapes.append(tuple(im.shape[-2:])) or original(im)
+    tracker.add("a", frames[0], (60.0, 80.0, 50.0, 40.0))
+    tracker.add("b", frames[0], (300.0, 150.0, 40.0, 50.0))
+    target = tracker._targets["b"]
+    target.search_area = tracker.config.search.max_search_area
+    wide = target.next_crop()
+    assert wide.out_size == 256 and wide.side > tracker._targets["a"].next_crop().side
+    shapes.clear()
+    samples = target.memory.count
+    tracker.track(frames[1])
+    assert set(shapes) == {(256, 256)}
+    assert target._rescaled and not tracker._targets["a"]._rescaled
+    assert target.memory.count == samples

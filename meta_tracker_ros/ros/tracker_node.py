@@ -135,11 +135,7 @@ class TrackerNode(Node):
         getattr(self.get_logger(), level)(text)
 
     def _warn_once(self, key: str, level: str, text: str) -> None:
-        """Log ``text`` the first time ``key`` is seen; at most ``_MAX_WARNED`` keys are kept.
-
-        Keys come from the input (encodings, formats): a stream of ever new garbage encodings
-        must neither grow this set without bound nor flood the log.
-        """
+        """Log ``text`` once per ``key``; at most ``_MAX_WARNED`` keys (they come from input)."""
         if key in self._warned:
             return
         if len(self._warned) >= _MAX_WARNED:
@@ -243,11 +239,10 @@ class TrackerNode(Node):
     def _validate_params(self, params: list) -> SetParametersResult:
         """Check run-time changes, then hand tracker changes to the worker and wait for them.
 
-        A tracker rebuild that fails (a missing weights file, say) answers ``successful=false``
-        with the reason, so the parameters keep their old values, like the tracker. A rebuild
-        still running after :data:`RECONFIGURE_WAIT` s is accepted; should it fail later, the
-        error is logged and the tracker keeps its old configuration while the parameters show
-        the new values (the one case where they differ).
+        A failed tracker rebuild (a missing weights file) answers ``successful=false``, so the
+        parameters keep their old values, like the tracker. A rebuild still running after
+        :data:`RECONFIGURE_WAIT` s is accepted; if it fails later, only the tracker keeps the
+        old values (logged).
         """
         specs = {**self._node_specs, **self._tracker_specs}
         try:  # an exception here would leave the set_parameters service unanswered

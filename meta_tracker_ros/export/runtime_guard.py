@@ -31,6 +31,11 @@ def row_from_eval(data: dict[str, Any], source: str) -> dict[str, Any]:
     if ctx.get("max_frames"):
         raise ValueError(f"{source}: made with --max-frames {ctx['max_frames']}; use full runs")
     mean = data["mean"]
+    config = data.get("config")
+    try:  # keep what the run was configured with: the file itself may be temporary
+        config_text = Path(config).read_text() if config else None
+    except OSError:
+        config_text = None
     return {
         "auc": mean.get("auc"),
         "mask_J": mean.get("mask_J"),
@@ -38,16 +43,21 @@ def row_from_eval(data: dict[str, Any], source: str) -> dict[str, Any]:
         "frames": mean.get("frames"),
         "fps": mean.get("fps"),
         "command": data.get("command"),
-        "config": data.get("config"),
+        "config": config,
+        "config_text": config_text,
         "started_utc": data.get("started_utc"),
         "source": source,
     }
 
 
-def build_table(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build_table(
+    runs: dict[str, dict[str, Any]], sources: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The table from ``{"backend/precision": evaluation JSON}`` (``sources``: their files)."""
     if REFERENCE not in runs:
         raise ValueError(f"the reference run {REFERENCE} is required")
-    rows = {k: row_from_eval(v, k) for k, v in runs.items()}
+    sources = sources or {}
+    rows = {k: row_from_eval(v, sources.get(k, k)) for k, v in runs.items()}
     ref = rows[REFERENCE]
     for row in rows.values():
         for metric in TOLERANCE:
@@ -67,14 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="append", required=True, metavar="BACKEND/PRECISION=JSON")
     p.add_argument("--out", type=Path, default=TABLE)
     args = p.parse_args(argv)
-    runs = {}
+    runs, sources = {}, {}
     for item in args.run:
         key, _, path = item.partition("=")
         if "/" not in key or not path:
             p.error(f"--run {item!r}: expected backend/precision=file.json")
         runs[key] = json.loads(Path(path).read_text())
+        sources[key] = path
     try:
-        table = build_table(runs)
+        table = build_table(runs, sources)
     except ValueError as exc:
         print(f"runtime_guard: {exc}", file=sys.stderr)
         return 2

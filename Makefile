@@ -17,8 +17,9 @@ PY_SOURCES  := $(shell find meta_tracker_ros scripts -type f \( -name '*.py' -o 
 
 TRAIN_DATA  ?= ../shared/data/train
 WEIGHTS     ?= meta_tracker_ros/core/weights/classifier.pt
+MASK_WEIGHTS ?= meta_tracker_ros/core/weights/mask_decoder.pt
 
-.PHONY: env build test lint demo bench bench-val train stress clean distclean constraints
+.PHONY: env build test lint demo bench bench-val train train-mask stress clean distclean constraints
 
 env: $(VENV_STAMP)
 
@@ -83,6 +84,13 @@ bench-val: build
 # the file the tracker loads by default, with its curves (.png) and model card data (.json).
 train: build
 	$(RUN) python -m meta_tracker_ros.training --data $(TRAIN_DATA) --out $(WEIGHTS)
+	$(MAKE) train-mask
+
+# Train the mask decoder (samples from the real mask head on the training split's mask clips,
+# with pasted "lucid dreaming" episodes; early stopping on the validation clips) and write the
+# file the tracker loads by default, with its curves (.png) and model card data (.json).
+train-mask: build
+	$(RUN) python -m meta_tracker_ros.training mask --data $(TRAIN_DATA) --out $(MASK_WEIGHTS)
 
 constraints:
 	$(VENV)/bin/python -m pip freeze | grep -vE '^(torch==|-e )' > constraints.txt.new

@@ -23,6 +23,8 @@ from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbo
 from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
 from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
+from meta_tracker_ros.core.heads.mask_decoder import SHIPPED as SHIPPED_DECODER
+from meta_tracker_ros.core.heads.mask_decoder import MaskDecoderFile, load_decoder
 from meta_tracker_ros.core.heads.mask_head import MaskHead
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
 from meta_tracker_ros.core.timing import StageTimes
@@ -39,6 +41,8 @@ STRUCTURAL_FIELDS = frozenset(
     {
         "mask.enabled",
         "mask.feature_weight",
+        "mask.learned",
+        "mask.weights_path",
         "scale.enabled",
         "search.crop_size",
         "classifier.learned",
@@ -70,6 +74,20 @@ def load_classifier(cfg: TrackerConfig, device: torch.device) -> LearnedClassifi
     return learned
 
 
+def load_mask_decoder(cfg: TrackerConfig) -> MaskDecoderFile | None:
+    """The learned mask decoder of ``cfg`` checked against it (None when off)."""
+    m = cfg.mask
+    if not (m.enabled and m.learned):
+        return None
+    dec = load_decoder(m.weights_path or SHIPPED_DECODER)
+    dec.check(cfg.backbone.name, dec.meta.get("levels", []), m.work_size, m.context)
+    levels = dec.meta["levels"]
+    channels = [LITE0_LEVELS[lv][2] for lv in levels if lv in LITE0_LEVELS]
+    if channels != dec.decoder.channels:
+        raise ValueError(f"mask decoder file {dec.meta['path']}: levels {levels} do not match")
+    return dec
+
+
 class MultiTracker:
     """Track any number of targets, keyed by hashable ids, sharing one backbone pass per frame."""
 
@@ -83,6 +101,9 @@ class MultiTracker:
             levels |= {lv for lv in cfg.scale.feature_levels if lv != "projected"}
         if cfg.mask.enabled and cfg.mask.feature_weight > 0:
             levels |= set(cfg.mask.feature_levels)
+        self.mask_decoder = load_mask_decoder(cfg)
+        if self.mask_decoder is not None:
+            levels |= set(self.mask_decoder.meta["levels"])
         unknown = sorted(lv for lv in levels if lv not in LITE0_LEVELS)
         if unknown:
             raise ValueError(f"unknown feature level(s) {unknown}; known: {list(LITE0_LEVELS)}")
@@ -147,7 +168,17 @@ class MultiTracker:
         if mask is not None and mask.shape[:2] != frame.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match frame {frame.shape[:2]}")
         cfg = self.config
-        head = MaskHead(cfg.mask, self.device) if cfg.mask.enabled else None
+        dec = self.mask_decoder
+        head = (
+            MaskHead(
+                cfg.mask,
+                self.device,
+                dec.decoder if dec else None,
+                dec.meta["levels"] if dec else None,
+            )
+            if cfg.mask.enabled
+            else None
+        )
         target = TargetTrack(cfg, self.device, head, self.learned)
         target.times = self.times
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0

@@ -27,7 +27,9 @@ from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, su
 
 # "meta": the shipped tracker (learned classifier); "handset": the same configuration with the
 # hand-set classifier (classifier.learned false), to measure what meta-training buys in one run.
-TRACKERS = ("meta", "handset", *BASELINES)
+# meta-freemask: the shipped tracker with the training-free mask head and the classifier's box
+# (mask.learned: false, mask_fusion.box_weight/center_weight: 0), i.e. without issue 9.
+TRACKERS = ("meta", "handset", "meta-freemask", *BASELINES)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "(meta_tracker_ros.training.data.split_clips, the split meta-training uses)",
     )
     p.add_argument("--max-frames", type=int, help="use only the first N frames of each sequence")
+    p.add_argument(
+        "--init-mask",
+        action="store_true",
+        help="initialise trackers that take a mask with the first frame's ground-truth mask "
+        "(mask sequences only; others get the box)",
+    )
     p.add_argument("--json", required=True, type=Path, help="write results here")
     p.add_argument("--markdown", type=Path, help="write a README-ready results table here")
     p.add_argument("--plots", type=Path, help="write success/precision/attribute PNGs here")
@@ -89,19 +97,28 @@ def machine_info() -> dict[str, Any]:
 def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactory]:
     factories: dict[str, TrackerFactory] = {}
     for name in names:
-        if name in ("meta", "handset"):
+        if name in ("meta", "handset", "meta-freemask"):
             # Imported only when asked for (torch + model); the YAML is parsed once up front so
             # a bad config fails before any sequence runs, and each sequence gets its own copy.
             import torch
 
             from meta_tracker_ros.core import create_tracker
             from meta_tracker_ros.core.config import load_config
-            from meta_tracker_ros.core.multi import load_classifier
+            from meta_tracker_ros.core.multi import load_classifier, load_mask_decoder
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
             if name == "handset":
                 cfg = cfg.with_overrides({"classifier.learned": False})
+            if name == "meta-freemask":
+                cfg = cfg.with_overrides(
+                    {
+                        "mask.learned": False,
+                        "mask_fusion.box_weight": 0.0,
+                        "mask_fusion.center_weight": 0.0,
+                    }
+                )
             load_classifier(cfg, torch.device("cpu"))  # a missing or mismatched file fails here
+            load_mask_decoder(cfg)  # ... and so does the mask decoder's
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)
@@ -151,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = _dt.datetime.now(_dt.timezone.utc)
     machine = machine_info()
-    runs = run_benchmark(factories, sequences, progress=not args.no_progress)
+    runs = run_benchmark(
+        factories, sequences, progress=not args.no_progress, init_mask=args.init_mask
+    )
     results = {name: summarize_tracker(name, runs[name], sequences) for name in trackers}
     machine["loadavg_1m_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
@@ -162,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "sequences": len(sequences),
             "frames": sum(len(s) for s in sequences),
             "max_frames": args.max_frames,
+            "init_mask": args.init_mask,
             "coord_offsets": {s.name: s.meta.get("coord_offset") for s in sequences},
         },
         "config": str(args.config) if args.config else None,

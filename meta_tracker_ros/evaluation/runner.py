@@ -17,6 +17,7 @@ A tracker exception ends that tracker's sequence: it is reported on stderr and i
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 import traceback
@@ -69,8 +70,19 @@ def _frame_mask(result_mask: Any, shape: tuple[int, int]) -> np.ndarray:
     return m > 0
 
 
-def run_sequence(factory: TrackerFactory, seq: Sequence) -> SequenceRun:
-    """Track ``seq`` from its first annotated frame; never raises for tracker errors."""
+def _takes_mask(tracker: Tracker) -> bool:
+    """Whether ``tracker.initialize`` accepts a first-frame mask (the meta tracker does)."""
+    try:
+        return "mask" in inspect.signature(tracker.initialize).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run_sequence(factory: TrackerFactory, seq: Sequence, init_mask: bool = False) -> SequenceRun:
+    """Track ``seq`` from its first annotated frame; never raises for tracker errors.
+
+    ``init_mask``: trackers that accept one get the first frame's ground-truth mask too.
+    """
     n = len(seq)
     run = SequenceRun(seq.name, np.full((n, 4), np.nan))
     valid = M.valid_gt(seq.boxes)
@@ -86,8 +98,12 @@ def run_sequence(factory: TrackerFactory, seq: Sequence) -> SequenceRun:
         run.create_s = time.perf_counter() - t0
         frame = seq.frame(start)
         init_box = tuple(float(v) for v in seq.boxes[start])
+        mask0 = seq.mask(start) if init_mask and seq.has_masks else None
         t0 = time.perf_counter()
-        tracker.initialize(frame, init_box)
+        if mask0 is not None and _takes_mask(tracker):
+            tracker.initialize(frame, init_box, mask=mask0)
+        else:
+            tracker.initialize(frame, init_box)
         run.init_s = time.perf_counter() - t0
         run.initialized = True
         run.pred[start] = init_box
@@ -127,6 +143,7 @@ def run_benchmark(
     factories: dict[str, TrackerFactory],
     sequences: SequenceABC[Sequence],
     progress: bool = True,
+    init_mask: bool = False,
 ) -> dict[str, dict[str, SequenceRun]]:
     """Run every tracker on every sequence, interleaved per sequence (see module docstring)."""
     from tqdm import tqdm
@@ -138,7 +155,7 @@ def run_benchmark(
         order = names[k % len(names) :] + names[: k % len(names)]
         for name in order:
             bar.set_postfix_str(f"{seq.name} [{name}]")
-            runs[name][seq.name] = run_sequence(factories[name], seq)
+            runs[name][seq.name] = run_sequence(factories[name], seq, init_mask)
     bar.close()
     return runs
 

@@ -3,6 +3,9 @@
     python -m meta_tracker_ros.training --data ../shared/data/train --out FILE \\
         [--steps N] [--resume] [--device cpu|cuda] [--seed S] ...
 
+The mask decoder (issue 9) is the ``mask`` subcommand: ``python -m meta_tracker_ros.training
+mask --data ../shared/data/train --out FILE`` (see ``mask_train.py``).
+
 Data-parallel on several cores or GPUs: ``torchrun --nproc_per_node=2 -m
 meta_tracker_ros.training ...`` (same arguments; gloo on CPU, NCCL on CUDA).
 """
@@ -81,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rest = sys.argv[1:] if argv is None else list(argv)
+    if rest[:1] == ["mask"]:
+        from meta_tracker_ros.training.mask_train import main as mask_main
+
+        return mask_main(rest[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig()

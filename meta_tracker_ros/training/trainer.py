@@ -390,7 +390,11 @@ def _save_checkpoint(
     tmp.replace(path)
 
 
-def _plot(history: dict, path: Path) -> None:
+def _plot(
+    history: dict,
+    path: Path,
+    ylabels: tuple[str, str] = ("episode loss", "validation peak accuracy"),
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,11 +408,11 @@ def _plot(history: dict, path: Path) -> None:
         a.plot(history["step"][k - 1 :], smooth, label="train (running mean)")
     a.plot(history["val_step"], history["val_loss"], "o-", label="validation")
     a.set_xlabel("step")
-    a.set_ylabel("episode loss")
+    a.set_ylabel(ylabels[0])
     a.legend()
     b.plot(history["val_step"], history["val_accuracy"], "o-")
     b.set_xlabel("step")
-    b.set_ylabel("validation peak accuracy")
+    b.set_ylabel(ylabels[1])
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -27,6 +27,12 @@ features add the semantics that colours lack (step 5):
 
 All steps are vectorised numpy/OpenCV on at most ``work_size``² pixels, which keeps
 ``segment`` + ``update`` to a few milliseconds on one CPU core.
+
+6. **Learned decoder** (optional, ``mask.learned``, issue 9): steps 1-5 are the per-target
+   model, fitted online; a small offline-trained conv decoder (``mask_decoder.py``) takes their
+   cue maps, the window's colours and the backbone's stride-4/8/16 features and outputs the
+   mask in place of the fixed sum of step 1-5 logits. The updates above then learn from the
+   decoder's masks.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import torch
 
 from meta_tracker_ros.core.config import MaskConfig
 from meta_tracker_ros.core.geometry import Crop
+from meta_tracker_ros.core.heads.mask_decoder import CUES, LOGIT_SCALE, POOL, MaskDecoder
 from meta_tracker_ros.core.types import Box
 
 _EPS = 1e-6
@@ -129,9 +136,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class MaskHead:
     """Box-initialised, training-free segmentation head (see the module docstring)."""
 
-    def __init__(self, config: MaskConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: MaskConfig,
+        device: torch.device,
+        decoder: MaskDecoder | None = None,
+        decoder_levels: list[str] | None = None,
+    ) -> None:
         self.cfg = config
         self.device = device  # kept for interface symmetry: everything here runs on the CPU
+        self.decoder = decoder  # learned step 6 (None: the fixed fusion of steps 1-5)
+        self.decoder_levels = list(decoder_levels or [])
         bins = int(config.color_bins)
         self._nbins = bins**3
         self._hist_fg0: np.ndarray | None = None  # first-frame models (anchor)
@@ -212,22 +227,119 @@ class MaskHead:
         feats: dict[str, torch.Tensor] | None = None,
         crop: Crop | None = None,
     ) -> MaskEstimate:
-        """Segment the target around ``box``; ``feats``/``crop`` (the search crop's) feed step 5."""
+        """Segment the target around ``box``; ``feats``/``crop`` (the search crop's) feed step 5.
+
+        With a decoder (and features), the decoder's mask replaces the fused cues' mask.
+        """
+        win, cues = self._cues(frame, box, feats, crop)
+        prob = cues["fused"]
+        if self.decoder is not None and feats is not None and crop is not None:
+            full, grid_feats = self._decoder_inputs(win, cues, feats, crop)
+            dev = self.decoder.skip.device
+            with torch.no_grad():
+                logit = self.decoder(full.to(dev), grid_feats.to(dev))
+            logit = logit[0, 0, : win.size[1], : win.size[0]]
+            prob = torch.sigmoid(logit).cpu().numpy().astype(np.float32)
+            if self.cfg.decoder_guided:
+                prob = self._refine(win, prob)
+            prob[~win.valid] = 0.0
+        return self._to_estimate(prob, win)
+
+    def decoder_inputs(
+        self,
+        frame: np.ndarray,
+        box: Box,
+        feats: dict[str, torch.Tensor],
+        crop: Crop,
+    ) -> tuple[torch.Tensor, torch.Tensor, _Window, np.ndarray]:
+        """What the decoder sees for ``box`` (for training): full maps, grid features, window.
+
+        Also returns the fused cues' probability (the training-free head's answer) so that
+        training can score the baseline on the same samples.
+        """
+        win, cues = self._cues(frame, box, feats, crop)
+        full, grid_feats = self._decoder_inputs(win, cues, feats, crop)
+        return full, grid_feats, win, cues["fused"]
+
+    def window_mask(self, mask: np.ndarray, frame: np.ndarray, box: Box) -> np.ndarray:
+        """A full-frame mask resampled into ``box``'s working window (training labels)."""
+        return self._warp_mask(mask, self._window(frame, box))
+
+    def _cues(
+        self,
+        frame: np.ndarray,
+        box: Box,
+        feats: dict[str, torch.Tensor] | None,
+        crop: Crop | None,
+    ) -> tuple[_Window, dict[str, np.ndarray]]:
+        """Steps 1-5: the per-target model's cue logits and their fused probability."""
         if not self._initialized:
             raise RuntimeError("MaskHead.segment() called before initialize()")
         cfg = self.cfg
         win = self._window(frame, box)
         q = self._quantize(win.image)
         hist_fg, hist_bg = self._models()
-        base = self._prior_logit(win)
+        zeros = np.zeros(win.valid.shape, np.float32)
+        prior = self._prior_logit(win)
+        shape = zeros
         if cfg.shape_weight > 0 and self._shape is not None:
-            base += cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
-        logit = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg) + base
+            shape = cfg.shape_weight * _logit(self._from_box_frame(self._shape, win))
+        color = cfg.color_weight * self._color_logit(q, hist_fg, hist_bg)
+        feature = zeros
         if self._use_features(feats, crop) and self._feat_fg is not None:
-            logit += self._feature_logit(*self._hypercolumns(feats, crop, win), win)
-        prob = self._refine(win, _sigmoid(logit))
-        prob[~win.valid] = 0.0
-        return self._to_estimate(prob, win)
+            feature = self._feature_logit(*self._hypercolumns(feats, crop, win), win)
+        fused = self._refine(win, _sigmoid(color + prior + shape + feature))
+        fused[~win.valid] = 0.0
+        cues = {"color": color, "prior": prior, "shape": shape, "feature": feature}
+        cues["fused"] = fused
+        return win, cues
+
+    def _decoder_inputs(
+        self,
+        win: _Window,
+        cues: dict[str, np.ndarray],
+        feats: dict[str, torch.Tensor],
+        crop: Crop,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, len(CUES), H, W) maps padded to a multiple of POOL, (1, C, H/4, W/4) features."""
+        w, h = win.size
+        wp, hp = -(-w // POOL) * POOL, -(-h // POOL) * POOL
+        maps = {
+            "color": cues["color"] / LOGIT_SCALE,
+            "prior": cues["prior"] / LOGIT_SCALE,
+            "shape": cues["shape"] / LOGIT_SCALE,
+            "feature": cues["feature"] / LOGIT_SCALE,
+            "fused": _logit(cues["fused"]) / LOGIT_SCALE,
+            "valid": win.valid.astype(np.float32),
+        }
+        rgb = win.image.astype(np.float32) / 255.0 - 0.5
+        for i, name in enumerate(("b", "g", "r")):
+            maps[name] = rgb[..., i]
+        full = np.zeros((len(CUES), hp, wp), np.float32)
+        for i, name in enumerate(CUES):
+            full[i, :h, :w] = maps[name]
+        full[:, ~np.pad(win.valid, ((0, hp - h), (0, wp - w)))] = 0.0  # and the padding
+        gw, gh = wp // POOL, hp // POOL
+        us = (np.arange(gw) + 0.5) * POOL
+        vs = (np.arange(gh) + 0.5) * POOL
+        ox, oy = crop.origin
+        xs = ((win.x0 + us / win.scale - ox) * crop.scale) / crop.out_size * 2.0 - 1.0
+        ys = ((win.y0 + vs / win.scale - oy) * crop.scale) / crop.out_size * 2.0 - 1.0
+        gx, gy = np.meshgrid(xs, ys)
+        grid = torch.from_numpy(np.stack([gx, gy], axis=-1)[None].astype(np.float32))
+        cols = []
+        for level in self.decoder_levels:
+            f = feats[level][0:1].float()
+            cols.append(
+                torch.nn.functional.grid_sample(
+                    f,
+                    grid.to(f.device),
+                    mode="bilinear",
+                    padding_mode="border",
+                    align_corners=False,
+                ).cpu()
+            )
+        return torch.from_numpy(full)[None], torch.cat(cols, dim=1)
 
     def update(self, frame: np.ndarray, estimate: MaskEstimate, box: Box) -> None:
         """Blend confident colour statistics and the mask shape into the memories.

@@ -71,7 +71,7 @@ stress: build
 # Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, the hand-set
 # one, and CSRT/KCF, interleaved per sequence in the same run.
 bench: build
-	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,handset,csrt,kcf \
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,meta-freemask,handset,csrt,kcf \
 		--json $(JSON) --markdown $(JSON:.json=.md) --plots results/plots
 
 # The same comparison on the training set's validation split (held-out training videos).

@@ -133,6 +133,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
+def _crop_grid(win: _Window, crop: Crop, us: np.ndarray, vs: np.ndarray) -> torch.Tensor:
+    """(1, len(vs), len(us), 2) ``grid_sample`` grid of working-window points in the crop.
+
+    Working pixels ``us`` (columns) and ``vs`` (rows) -> image points -> crop pixels -> [-1, 1];
+    shared by the feature matching (step 5) and the decoder's feature sampling.
+    """
+    ox, oy = crop.origin
+    xs = ((win.x0 + us / win.scale - ox) * crop.scale) / crop.out_size * 2.0 - 1.0
+    ys = ((win.y0 + vs / win.scale - oy) * crop.scale) / crop.out_size * 2.0 - 1.0
+    gx, gy = np.meshgrid(xs, ys)
+    return torch.from_numpy(np.stack([gx, gy], axis=-1)[None].astype(np.float32))
+
+
 class MaskHead:
     """Box-initialised, training-free segmentation head (see the module docstring)."""
 
@@ -320,13 +333,7 @@ class MaskHead:
             full[i, :h, :w] = maps[name]
         full[:, ~np.pad(win.valid, ((0, hp - h), (0, wp - w)))] = 0.0  # and the padding
         gw, gh = wp // POOL, hp // POOL
-        us = (np.arange(gw) + 0.5) * POOL
-        vs = (np.arange(gh) + 0.5) * POOL
-        ox, oy = crop.origin
-        xs = ((win.x0 + us / win.scale - ox) * crop.scale) / crop.out_size * 2.0 - 1.0
-        ys = ((win.y0 + vs / win.scale - oy) * crop.scale) / crop.out_size * 2.0 - 1.0
-        gx, gy = np.meshgrid(xs, ys)
-        grid = torch.from_numpy(np.stack([gx, gy], axis=-1)[None].astype(np.float32))
+        grid = _crop_grid(win, crop, (np.arange(gw) + 0.5) * POOL, (np.arange(gh) + 0.5) * POOL)
         cols = []
         for level in self.decoder_levels:
             f = feats[level][0:1].float()
@@ -387,14 +394,9 @@ class MaskHead:
         """
         gw, gh = self._grid_shape(win)
         w, h = win.size
-        # grid cell centres -> working pixels -> image points -> crop pixels -> [-1, 1]
-        us = (np.arange(gw) + 0.5) * (w / gw)
-        vs = (np.arange(gh) + 0.5) * (h / gh)
-        ox, oy = crop.origin
-        xs = ((win.x0 + us / win.scale - ox) * crop.scale) / crop.out_size * 2.0 - 1.0
-        ys = ((win.y0 + vs / win.scale - oy) * crop.scale) / crop.out_size * 2.0 - 1.0
-        gx, gy = np.meshgrid(xs, ys)
-        grid = torch.from_numpy(np.stack([gx, gy], axis=-1)[None].astype(np.float32))
+        grid = _crop_grid(
+            win, crop, (np.arange(gw) + 0.5) * (w / gw), (np.arange(gh) + 0.5) * (h / gh)
+        )
         cols = []
         for level in self.cfg.feature_levels:
             f = feats[level][0:1].float()

@@ -54,6 +54,10 @@ class MaskDataConfig:
     mask_init_prob: float = 0.3  # share of episodes initialised from the ground-truth mask
     center_jitter: float = 0.08  # sigma of the box centre error, x box size
     scale_jitter: float = 0.12  # sigma of the log box size error
+    # The head as the tracker holds it: the later frames of an episode, in order of distance
+    # from the first, see a head updated (MaskHead.update, the tracker's confidence gate) from
+    # the training-free masks of the nearer ones, at most this many times (0: first-frame head).
+    online_updates: int = 0
     seed: int = 0
 
 
@@ -116,6 +120,9 @@ def moved(rng: random.Random, matrix: np.ndarray, box) -> np.ndarray:
 
 def sample_key(cfg: TrackerConfig, clips: list[Sequence], root: str | Path, dcfg) -> str:
     """Hash of everything that changes the samples."""
+    episodes = asdict(dcfg)
+    if not episodes.get("online_updates"):
+        del episodes["online_updates"]  # added later: keys of caches made before it stay valid
     desc = {
         "version": SAMPLE_VERSION,
         "mask": {k: v for k, v in asdict(cfg.mask).items() if k not in _NOT_CUES},
@@ -124,7 +131,7 @@ def sample_key(cfg: TrackerConfig, clips: list[Sequence], root: str | Path, dcfg
         "levels": LEVELS,
         "cues": list(CUES),
         "data": data_key(root, clips),
-        "episodes": asdict(dcfg),
+        "episodes": episodes,
         "clips": [c.name for c in clips],
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
@@ -151,10 +158,15 @@ class HeadRunner:
         head.initialize(frame, box, feats, crop, mask)
         return head
 
-    def sample(self, head: MaskHead, frame, box, gt_mask):
+    def sample(self, head: MaskHead, frame, box, gt_mask, update: bool = False):
+        """Decoder inputs and label; ``update``: then update ``head`` as the tracker would."""
         feats, crop = self.feats(frame, box)
         full, grid, _, _ = head.decoder_inputs(frame, box, feats, crop)
         label = head.window_mask(gt_mask, frame, box)
+        if update:
+            est = head.segment(frame, box, feats, crop)
+            if est.confidence >= self.cfg.mask_fusion.update_min_confidence:
+                head.update(frame, est, box)
         return full[0].numpy(), grid[0].numpy(), label
 
 
@@ -199,6 +211,8 @@ def generate(
             if not later:
                 continue
             targets = [rng.choice(later) for _ in range(dcfg.targets_per_init)]
+            if dcfg.online_updates > 0:
+                targets.sort(key=lambda t, j=j: abs(t - j))
             img0, m0 = clip.frame(j), clip.mask(j)
             views = [(clip.frame(t), clip.mask(t)) for t in targets]
             if synthetic:
@@ -226,12 +240,14 @@ def generate(
             if box0 is None:
                 continue
             head = runner.head(img0, box0, m0 if rng.random() < dcfg.mask_init_prob else None)
+            updates = dcfg.online_updates
             for im, mk in views:
                 bt = mask_box(mk)
                 if bt is None:
                     continue
                 box = _jitter(rng, bt, dcfg, (im.shape[1], im.shape[0]))
-                full, grid, label = runner.sample(head, im, box, mk)
+                full, grid, label = runner.sample(head, im, box, mk, updates > 0)
+                updates -= 1
                 h, w = label.shape
                 fp = np.zeros((len(CUES), n, n), np.float16)
                 fp[:, : full.shape[1], : full.shape[2]] = full

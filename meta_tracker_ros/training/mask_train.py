@@ -8,8 +8,10 @@ not use DDP: the decoder is a few tens of thousands of weights on 32x32 grids, s
 trains it in minutes; building the samples (backbone + mask head per frame) is the cost.
 
 Early stopping and the kept weights follow the mean window J on the validation clips' cached
-samples (real episodes only); the training-free head's J on the same samples is logged beside
-it, so a run shows at once whether the decoder improves on what it refines.
+samples (real episodes only), of an exponential moving average of the weights (``ema``): the
+raw weights' J jumps by about 0.01 between validations, the average's is smooth. The
+training-free head's J on the same samples is logged beside it, so a run shows at once whether
+the decoder improves on what it refines.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class MaskTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     iou_weight: float = 1.0  # soft-IoU loss weight beside the BCE
+    lovasz_weight: float = 0.0  # Lovasz-hinge loss weight (a direct surrogate of J)
+    width: int = 32  # stage-1 channels of the decoder
+    ema: float = 0.99  # decay of the weights' moving average that is validated and kept (0: off)
+    cue_jitter: float = 0.0  # sigma of a per-sample log gain on each cue logit map (0: off)
     val_every: int = 50
     patience: int = 6  # validations without a better J before stopping
     seed: int = 0
@@ -62,8 +68,40 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "meta_tracker_ros" / "mask_samples"
 
 
-def loss_fn(logit: torch.Tensor, label: torch.Tensor, valid: torch.Tensor, iou_w: float):
-    """Masked BCE + soft IoU (per sample, averaged); ``valid`` marks in-frame window pixels."""
+def lovasz_hinge(logit: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-sample Lovasz hinge (Berman et al. 2018) over valid pixels, averaged.
+
+    Why beside BCE + soft IoU: it is the convex surrogate of the Jaccard loss on hard decisions
+    (``logit > 0``), the quantity J measures, where soft IoU works on probabilities.
+    """
+    losses = []
+    for lg, lb, vd in zip(logit.flatten(1), label.flatten(1), valid.flatten(1), strict=True):
+        keep = vd > 0
+        lg, lb = lg[keep], lb[keep]
+        if lg.numel() == 0:
+            losses.append(logit.sum() * 0.0)
+            continue
+        signs = 2.0 * lb - 1.0
+        errors = 1.0 - lg * signs
+        errors_sorted, order = torch.sort(errors, descending=True)
+        gt = lb[order]
+        gts = gt.sum()
+        inter = gts - gt.cumsum(0)
+        union = gts + (1.0 - gt).cumsum(0)
+        jac = 1.0 - inter / union
+        grad = torch.cat([jac[:1], jac[1:] - jac[:-1]])
+        losses.append(torch.dot(F.relu(errors_sorted), grad))
+    return torch.stack(losses).mean()
+
+
+def loss_fn(
+    logit: torch.Tensor,
+    label: torch.Tensor,
+    valid: torch.Tensor,
+    iou_w: float,
+    lovasz_w: float = 0.0,
+):
+    """Masked BCE + soft IoU (+ Lovasz hinge) per sample, averaged; ``valid``: in-frame pixels."""
     bce = F.binary_cross_entropy_with_logits(logit, label, reduction="none")
     n = valid.sum(dim=(1, 2, 3)).clamp(min=1.0)
     bce = ((bce * valid).sum(dim=(1, 2, 3)) / n).mean()
@@ -71,7 +109,10 @@ def loss_fn(logit: torch.Tensor, label: torch.Tensor, valid: torch.Tensor, iou_w
     inter = (p * label).sum(dim=(1, 2, 3))
     union = (p + label - p * label).sum(dim=(1, 2, 3))
     iou = 1.0 - (inter + 1.0) / (union + 1.0)
-    return bce + iou_w * iou.mean()
+    loss = bce + iou_w * iou.mean()
+    if lovasz_w > 0:
+        loss = loss + lovasz_w * lovasz_hinge(logit, (label > 0.5).float(), valid)
+    return loss
 
 
 def window_j(logit: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -81,6 +122,22 @@ def window_j(logit: torch.Tensor, label: torch.Tensor, valid: torch.Tensor) -> t
     inter = (p & g).sum(dim=(1, 2, 3)).float()
     union = (p | g).sum(dim=(1, 2, 3)).float()
     return torch.where(union > 0, inter / union.clamp(min=1.0), torch.ones_like(union))
+
+
+_CUE_LOGITS = [CUES.index(c) for c in ("color", "prior", "shape", "feature", "fused")]
+
+
+def jitter_cues(full: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Scale each cue logit map of each sample by ``exp(N(0, sigma))`` (augmentation).
+
+    Why: at tracking time the cues come from a head updated online, whose cues are more or
+    less confident than the first-frame head's the samples were made with; random gains keep
+    the decoder from relying on one cue's exact scale.
+    """
+    gain = torch.exp(sigma * torch.randn(full.shape[0], len(_CUE_LOGITS), 1, 1, generator=gen))
+    full = full.clone()
+    full[:, _CUE_LOGITS] = full[:, _CUE_LOGITS] * gain
+    return full
 
 
 def _batch(arrays: dict, idx: np.ndarray, flip: np.ndarray | None = None):
@@ -142,8 +199,11 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
     log.info("samples: %d train, %d val (%s)", len(tr["label"]), len(va["label"]), sample_dir)
 
     channels = [LITE0_LEVELS[lv][2] for lv in LEVELS]
-    model = MaskDecoder(channels)
+    model = MaskDecoder(channels, width=cfg.width)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = MaskDecoder(channels, width=cfg.width) if cfg.ema > 0 else model
+    ema.load_state_dict(model.state_dict())
+    gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out)
     ckpt = out.with_suffix(out.suffix + ".ckpt")
     history: dict = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_accuracy": []}
@@ -154,6 +214,7 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
     if cfg.resume and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
+        ema.load_state_dict(state.get("ema", state["model"]))
         opt.load_state_dict(state["opt"])
         step, bad, best, history = state["step"], state["bad"], state["best"], state["history"]
         rng = np.random.default_rng(cfg.seed + step)
@@ -177,23 +238,36 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
         idx = rng.choice(n_train, cfg.batch, replace=False)
         full, feats, label = _batch(tr, idx, rng.random(cfg.batch) < 0.5)
         valid = full[:, _VALID : _VALID + 1]
-        loss = loss_fn(model(full, feats), label, valid, cfg.iou_weight)
+        if cfg.cue_jitter > 0:
+            full = jitter_cues(full, cfg.cue_jitter, gen)
+        loss = loss_fn(model(full, feats), label, valid, cfg.iou_weight, cfg.lovasz_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if ema is not model:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.mul_(cfg.ema).add_(pm, alpha=1.0 - cfg.ema)
         step += 1
         history["step"].append(step)
-        history["loss"].append(float(loss))
+        history["loss"].append(float(loss.detach()))
         bar.update(1)
         if step % cfg.val_every == 0 or step == cfg.steps:
-            v = evaluate(model, va)
+            v = evaluate(ema, va)
             history["val_step"].append(step)
             history["val_loss"].append(v["val_loss"])
             history["val_accuracy"].append(v["val_j"])
             history["val_j_training_free"].append(v["val_j_training_free"])
             bar.set_postfix(val_j=f"{v['val_j']:.3f}", free=f"{v['val_j_training_free']:.3f}")
+            log.info(
+                "step %d: val J %.4f (training-free %.4f), val loss %.4f",
+                step,
+                v["val_j"],
+                v["val_j_training_free"],
+                v["val_loss"],
+            )
             if v["val_j"] > best["val_j"]:
-                state = {k: t.clone() for k, t in model.state_dict().items()}
+                state = {k: t.clone() for k, t in ema.state_dict().items()}
                 best = {"val_j": v["val_j"], "step": step, "state": state, **v}
                 bad = 0
             else:
@@ -201,6 +275,7 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
             torch.save(
                 {
                     "model": model.state_dict(),
+                    "ema": ema.state_dict(),
                     "opt": opt.state_dict(),
                     "step": step,
                     "bad": bad,
@@ -257,9 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=d.data, help="training clips (shared/data layout)")
     p.add_argument("--out", default=d.out, help="mask decoder file to write")
     p.add_argument("--config", help="tracker YAML the decoder is trained for (default: shipped)")
-    for name in ("steps", "batch", "val_every", "patience", "seed", "threads"):
+    for name in ("steps", "batch", "val_every", "patience", "seed", "threads", "width"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "iou_weight"):
+    for name in ("lr", "weight_decay", "iou_weight", "lovasz_weight", "ema", "cue_jitter"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--cache", default="", help="sample cache directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")

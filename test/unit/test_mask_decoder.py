@@ -31,7 +31,7 @@ from meta_tracker_ros.training.mask_data import (
     paste,
     random_affine,
 )
-from meta_tracker_ros.training.mask_train import loss_fn
+from meta_tracker_ros.training.mask_train import jitter_cues, loss_fn, lovasz_hinge
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TRAIN = SHARED / "train"
@@ -81,6 +81,24 @@ def test_decoder_output_shape_and_range_on_real_frames():
     assert est.full_mask((f5.shape[1], f5.shape[0])).any()
 
 
+def test_online_update_samples_come_from_an_updated_head():
+    seq = _clip(TRAIN, CLIP)
+    f0, box0 = seq.frame(0), mask_box(seq.mask(0))
+    runner = HeadRunner(TrackerConfig())
+    fixed, updated = runner.head(f0, box0, None), runner.head(f0, box0, None)
+    firsts = []
+    for head, update in ((fixed, False), (updated, True)):
+        for t in (2, 4):  # the second sample sees the first one's update (if any)
+            firsts.append(
+                runner.sample(head, seq.frame(t), mask_box(seq.mask(t)), seq.mask(t), update)
+            )
+    (a2, _, l2), (a4, _, l4), (b2, _, m2), (b4, _, m4) = firsts
+    assert np.array_equal(a2, b2) and np.array_equal(l2, m2)  # same head before any update
+    assert np.array_equal(l4, m4)  # same label ...
+    color = CUES.index("color")
+    assert not np.allclose(a4[color], b4[color])  # ... but the colour model has moved
+
+
 def test_one_training_step_lowers_the_loss():
     seq = _clip(TRAIN, CLIP)
     cfg = TrackerConfig()
@@ -102,6 +120,32 @@ def test_one_training_step_lowers_the_loss():
     with torch.no_grad():
         after = loss_fn(model(full, feats), label, valid, 1.0)
     assert float(after) < before
+
+
+def test_lovasz_hinge_is_zero_for_a_confident_correct_mask_and_ignores_invalid_pixels():
+    label = torch.zeros(2, 1, 16, 16)
+    label[:, :, 4:12, 4:12] = 1.0
+    valid = torch.ones_like(label)
+    right = (label * 2 - 1) * 3.0  # every pixel on the right side by a margin above 1
+    assert float(lovasz_hinge(right, label, valid)) == 0.0
+    wrong = right.clone()
+    wrong[:, :, 0:2, :] = 3.0  # a false-positive band ...
+    assert float(lovasz_hinge(wrong, label, valid)) > 0.0
+    assert float(loss_fn(wrong, label, valid, 1.0, 1.0)) > float(loss_fn(wrong, label, valid, 1.0))
+    valid[:, :, 0:2, :] = 0.0  # ... outside the frame does not count
+    assert float(lovasz_hinge(wrong, label, valid)) == 0.0
+
+
+def test_cue_jitter_scales_only_the_cue_logits():
+    full = torch.randn(3, len(CUES), 8, 8, generator=torch.Generator().manual_seed(1)) + 5.0
+    out = jitter_cues(full, 0.5, torch.Generator().manual_seed(0))
+    for i, name in enumerate(CUES):
+        if name in ("valid", "b", "g", "r"):
+            assert torch.equal(out[:, i], full[:, i])  # mask of the frame and colours kept
+        else:
+            gain = out[:, i] / full[:, i]  # one positive gain per sample and map
+            assert torch.allclose(gain, gain[:, :1, :1].expand_as(gain), atol=1e-4)
+            assert (gain > 0).all() and not torch.allclose(gain, torch.ones_like(gain))
 
 
 def test_pasted_mask_matches_the_pasted_object():

@@ -18,8 +18,9 @@ PY_SOURCES  := $(shell find meta_tracker_ros scripts -type f \( -name '*.py' -o 
 TRAIN_DATA  ?= ../shared/data/train
 WEIGHTS     ?= meta_tracker_ros/core/weights/classifier.pt
 MASK_WEIGHTS ?= meta_tracker_ros/core/weights/mask_decoder.pt
+BOX_WEIGHTS ?= meta_tracker_ros/core/weights/box_refiner.pt
 
-.PHONY: env build test lint demo bench bench-val train train-mask stress clean distclean constraints
+.PHONY: env build test lint demo bench bench-val train train-box train-mask stress clean distclean constraints
 
 env: $(VENV_STAMP)
 
@@ -68,23 +69,30 @@ STRESS_ARGS ?=
 stress: build
 	$(RUN) python -m meta_tracker_ros.tools.stress --data $(DATA) $(STRESS_ARGS)
 
-# Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, the hand-set
-# one, and CSRT/KCF, interleaved per sequence in the same run.
+# Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, without its
+# box refiner, with the training-free mask head, the hand-set one, and CSRT/KCF, interleaved
+# per sequence in the same run.
 bench: build
-	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,meta-freemask,handset,csrt,kcf \
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,meta-norefine,meta-freemask,handset,csrt,kcf \
 		--json $(JSON) --markdown $(JSON:.json=.md) --plots results/plots
 
 # The same comparison on the training set's validation split (held-out training videos).
 bench-val: build
 	$(RUN) python -m meta_tracker_ros.evaluation --data $(TRAIN_DATA) --split val \
-		--tracker meta,handset,csrt --json results/validation.json \
+		--tracker meta,meta-norefine,handset,csrt --json results/validation.json \
 		--markdown results/validation.md
 
 # Meta-train the classifier from scratch (feature cache, episodes, early stopping) and write
 # the file the tracker loads by default, with its curves (.png) and model card data (.json).
 train: build
 	$(RUN) python -m meta_tracker_ros.training --data $(TRAIN_DATA) --out $(WEIGHTS)
+	$(MAKE) train-box
 	$(MAKE) train-mask
+
+# Train the box refiner on the classifier's feature cache (reused when make train built it)
+# and write the file the tracker loads by default, with its curves and model card data.
+train-box: build
+	$(RUN) python -m meta_tracker_ros.training box --data $(TRAIN_DATA) --out $(BOX_WEIGHTS)
 
 # Train the mask decoder (samples from the real mask head on the training split's mask clips,
 # with pasted "lucid dreaming" episodes; early stopping on the validation clips) and write the

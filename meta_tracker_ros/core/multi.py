@@ -22,6 +22,9 @@ from meta_tracker_ros.core.augment import augmentation_list, augmented_crops
 from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbone
 from meta_tracker_ros.core.config import TrackerConfig, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
+from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
+from meta_tracker_ros.core.heads.box_refiner import SHIPPED as SHIPPED_REFINER
+from meta_tracker_ros.core.heads.box_refiner import BoxRefinerFile, load_refiner
 from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load_learned
 from meta_tracker_ros.core.heads.mask_decoder import SHIPPED as SHIPPED_DECODER
 from meta_tracker_ros.core.heads.mask_decoder import MaskDecoderFile, load_decoder
@@ -44,6 +47,8 @@ STRUCTURAL_FIELDS = frozenset(
         "mask.learned",
         "mask.weights_path",
         "scale.enabled",
+        "box_refine.enabled",
+        "box_refine.weights_path",
         "search.crop_size",
         "classifier.learned",
         "classifier.weights_path",
@@ -88,6 +93,16 @@ def load_mask_decoder(cfg: TrackerConfig) -> MaskDecoderFile | None:
     return dec
 
 
+def load_box_refiner(cfg: TrackerConfig) -> BoxRefinerFile | None:
+    """The learned box refiner of ``cfg`` checked against it (None when off)."""
+    b = cfg.box_refine
+    if not b.enabled:
+        return None
+    ref = load_refiner(b.weights_path or SHIPPED_REFINER)
+    ref.check(cfg.backbone.name)
+    return ref
+
+
 class MultiTracker:
     """Track any number of targets, keyed by hashable ids, sharing one backbone pass per frame."""
 
@@ -104,6 +119,9 @@ class MultiTracker:
         self.mask_decoder = load_mask_decoder(cfg)
         if self.mask_decoder is not None:
             levels |= set(self.mask_decoder.meta["levels"])
+        self.box_refiner = load_box_refiner(cfg)
+        if self.box_refiner is not None:
+            levels |= set(REFINER_LEVELS)
         unknown = sorted(lv for lv in levels if lv not in LITE0_LEVELS)
         if unknown:
             raise ValueError(f"unknown feature level(s) {unknown}; known: {list(LITE0_LEVELS)}")
@@ -119,6 +137,8 @@ class MultiTracker:
         self.levels = sorted(levels, key=lambda lv: LITE0_LEVELS[lv][1])
         self.backbone: Backbone = create_backbone(cfg, self.levels)
         self.device = self.backbone.device
+        if self.box_refiner is not None:
+            self.box_refiner.refiner.to(self.device)
         self.learned = load_classifier(cfg, self.device)
         self._targets: dict[Hashable, TargetTrack] = {}
         self.frames = 0
@@ -179,7 +199,8 @@ class MultiTracker:
             if cfg.mask.enabled
             else None
         )
-        target = TargetTrack(cfg, self.device, head, self.learned)
+        refiner = self.box_refiner.refiner if self.box_refiner else None
+        target = TargetTrack(cfg, self.device, head, self.learned, refiner)
         target.times = self.times
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search

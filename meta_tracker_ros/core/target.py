@@ -18,6 +18,8 @@ import torch
 from meta_tracker_ros.core.backbone.base import LITE0_LEVELS
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import Crop, clamp_box, iou_xywh, iround, search_crop
+from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
+from meta_tracker_ros.core.heads.box_refiner import BoxRefiner, Reference, fit_reference
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
 from meta_tracker_ros.core.heads.learned import LearnedClassifier
 from meta_tracker_ros.core.heads.solver import SolverParams
@@ -86,6 +88,7 @@ class TargetTrack:
         device: torch.device,
         mask_head=None,
         learned: LearnedClassifier | None = None,
+        refiner: BoxRefiner | None = None,
     ) -> None:
         self.cfg = config
         self.device = device
@@ -104,6 +107,10 @@ class TargetTrack:
         self.scale = ScaleFilter(config.scale)
         self.states = StateMachine(config.localization)
         self.mask_head = mask_head
+        self.refiner = refiner
+        self._refiner_strides = [LITE0_LEVELS[lv][1] for lv in REFINER_LEVELS]
+        self._reference: Reference | None = None
+        self._reported: tuple[tuple[float, float], tuple[float, float]] | None = None
         self.center = (0.0, 0.0)
         self.size = (1.0, 1.0)
         self.search_area = config.search.search_area
@@ -184,6 +191,12 @@ class TargetTrack:
         self.reference = max(peak, self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
             self.scale.initialize(*self._scale_input(x[0:1], feats, positions[0], dims, 0))
+        if self.refiner is not None:
+            self._reference = fit_reference(
+                [feats[lv][0:1] for lv in REFINER_LEVELS],
+                self._refiner_strides,
+                self._crop_xyxy(crop),
+            )
         if self.mask_head is not None:
             fm = {lv: f[0:1] for lv, f in feats.items()}
             self.mask_head.initialize(frame, box, fm, crop, init_mask)
@@ -201,6 +214,7 @@ class TargetTrack:
         cfg = self.cfg
         self.frame += 1
         self.image_size = (frame.shape[1], frame.shape[0])
+        self._reported = None
         was_lost = self.states.state == TrackState.LOST
         self._rescaled = crop.out_size < crop_size_for(cfg, self.search_area, capped=False)
         t0 = time.perf_counter()
@@ -230,6 +244,14 @@ class TargetTrack:
                 with self.times.measure("scale"):
                     factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
                 self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
+            if (
+                self.refiner is not None
+                and peak.value >= cfg.box_refine.min_score
+                and min(self.size) * crop.scale >= cfg.box_refine.min_side
+                and not self._rescaled
+            ):
+                with self.times.measure("refine"):
+                    self._refine(feats, crop)
             self.search_area = cfg.search.search_area
         else:
             pos = prev_pos
@@ -245,7 +267,7 @@ class TargetTrack:
         if state == TrackState.TRACKING:
             with self.times.measure("update"):
                 self._learn(x, xf, feats, crop, peak)
-        box = self.box()
+        box = self.box() if self._reported is None else self._reported_box()
         return TrackResult(
             box=box,
             score=float(np.clip(peak.value, 0.0, 1.0)),
@@ -253,6 +275,44 @@ class TargetTrack:
             mask=mask,
             frames_since_seen=self.states.frames_since_seen,
         )
+
+    def _crop_xyxy(self, crop: Crop) -> torch.Tensor:
+        """The current box in ``crop`` pixels as a (1, 4) x0, y0, x1, y1 tensor."""
+        u, v, w, h = crop.box_to_crop(
+            (self.center[0] - self.size[0] / 2, self.center[1] - self.size[1] / 2, *self.size)
+        )
+        return torch.tensor([[u, v, u + w, v + h]], dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def _refine(self, feats: dict[str, torch.Tensor], crop: Crop) -> None:
+        """Move the box's edges where the learned refiner puts them (damped and clipped)."""
+        assert self.refiner is not None and self._reference is not None
+        b = self.cfg.box_refine
+        out, _ = self.refiner(
+            [feats[lv] for lv in REFINER_LEVELS],
+            self._refiner_strides,
+            self._crop_xyxy(crop),
+            self._reference,
+        )
+        x0, y0, x1, y1 = (float(c) for c in out[0].cpu())
+        w, h = self.size
+        lo, hi = 1.0 / b.max_change, b.max_change
+        fw = float(np.clip((x1 - x0) / crop.scale / w, lo, hi)) ** b.weight
+        fh = float(np.clip((y1 - y0) / crop.scale / h, lo, hi)) ** b.weight
+        cx, cy = crop.to_image_point((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        dx = float(np.clip(cx - self.center[0], -b.max_shift * w, b.max_shift * w))
+        dy = float(np.clip(cy - self.center[1], -b.max_shift * h, b.max_shift * h))
+        center = (self.center[0] + b.weight * dx, self.center[1] + b.weight * dy)
+        if b.feedback:
+            self.center, self.size = center, (w * fw, h * fh)
+        else:
+            self._reported = (center, (w * fw, h * fh))
+
+    def _reported_box(self) -> Box:
+        """The refined box of this frame when it is reported only (``box_refine.feedback``)."""
+        assert self._reported is not None
+        (cx, cy), (w, h) = self._reported
+        return clamp_box((cx - w / 2, cy - h / 2, w, h), self.image_size, 1.0)
 
     def _clamp_state(self) -> None:
         s = self.cfg.search

@@ -16,7 +16,17 @@ from contextlib import contextmanager
 
 # Stages of MultiTracker.track in the order they run. "other" is the rest of a call (Python
 # bookkeeping, slicing, the state machine), computed as total minus the named stages.
-CORE_STAGES = ("crop", "to_tensor", "backbone", "classifier", "scale", "mask", "update", "other")
+CORE_STAGES = (
+    "crop",
+    "to_tensor",
+    "backbone",
+    "classifier",
+    "scale",
+    "refine",
+    "mask",
+    "update",
+    "other",
+)
 
 
 class StageTimes:

@@ -25,11 +25,14 @@ from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
 from meta_tracker_ros.evaluation.datasets import FORMATS, load_sequences
 from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
 
-# "meta": the shipped tracker (learned classifier); "handset": the same configuration with the
-# hand-set classifier (classifier.learned false), to measure what meta-training buys in one run.
+# "meta": the shipped tracker (learned classifier, learned box refiner, learned mask decoder);
+# "handset": the same configuration with every learned part that moves the box off (hand-set
+# classifier, no box refiner), to measure what meta-training buys in one run; "meta-norefine":
+# the shipped tracker without the box refiner (the learned classifier's own box);
 # meta-freemask: the shipped tracker with the training-free mask head and the classifier's box
 # (mask.learned: false, mask_fusion.box_weight/center_weight: 0), i.e. without issue 9.
-TRACKERS = ("meta", "handset", "meta-freemask", *BASELINES)
+OURS = ("meta", "handset", "meta-norefine", "meta-freemask")
+TRACKERS = (*OURS, *BASELINES)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,18 +100,24 @@ def machine_info() -> dict[str, Any]:
 def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactory]:
     factories: dict[str, TrackerFactory] = {}
     for name in names:
-        if name in ("meta", "handset", "meta-freemask"):
+        if name in OURS:
             # Imported only when asked for (torch + model); the YAML is parsed once up front so
             # a bad config fails before any sequence runs, and each sequence gets its own copy.
             import torch
 
             from meta_tracker_ros.core import create_tracker
             from meta_tracker_ros.core.config import load_config
-            from meta_tracker_ros.core.multi import load_classifier, load_mask_decoder
+            from meta_tracker_ros.core.multi import (
+                load_box_refiner,
+                load_classifier,
+                load_mask_decoder,
+            )
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
             if name == "handset":
-                cfg = cfg.with_overrides({"classifier.learned": False})
+                cfg = cfg.with_overrides({"classifier.learned": False, "box_refine.enabled": False})
+            if name == "meta-norefine":
+                cfg = cfg.with_overrides({"box_refine.enabled": False})
             if name == "meta-freemask":
                 cfg = cfg.with_overrides(
                     {
@@ -119,6 +128,7 @@ def _factories(names: list[str], config: Path | None) -> dict[str, TrackerFactor
                 )
             load_classifier(cfg, torch.device("cpu"))  # a missing or mismatched file fails here
             load_mask_decoder(cfg)  # ... and so does the mask decoder's
+            load_box_refiner(cfg)  # ... and the box refiner's
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind)

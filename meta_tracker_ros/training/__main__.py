@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     rest = sys.argv[1:] if argv is None else list(argv)
+    if rest[:1] == ["box"]:
+        from meta_tracker_ros.training.box_train import main as box_main
+
+        return box_main(rest[1:])
     if rest[:1] == ["mask"]:
         from meta_tracker_ros.training.mask_train import main as mask_main
 

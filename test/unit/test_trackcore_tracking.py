@@ -144,3 +144,26 @@ def test_mask_output_follows_config():
         assert result.mask.shape == frame.shape[:2] and result.mask.dtype == np.uint8
         assert set(np.unique(result.mask)) <= {0, 255}
         assert without.track(frame).mask is None
+
+
+def test_box_refiner_changes_the_aspect_and_can_be_switched_off():
+    """A target that stretches: the scale filter keeps the first aspect, the refiner does not."""
+    bg, sprite = _scene()
+    box = (100, 90, sprite.shape[1], sprite.shape[0])
+    frames = [bg.copy()]
+    frames[0][90 : 90 + 44, 100 : 100 + 44] = sprite
+    for i in range(1, 13):  # widen the sprite by 4 px a frame, keep its height
+        wide = cv2.resize(sprite, (44 + 4 * i, 44), interpolation=cv2.INTER_LINEAR)
+        frames.append(_render(bg, wide, 100 - 2 * i, 90))
+    aspects = {}
+    for enabled in (True, False):
+        tracker = create_tracker(_config(**{"box_refine.enabled": enabled}))
+        assert (tracker._multi.box_refiner is not None) == enabled
+        tracker.initialize(frames[0], box)
+        for frame in frames[1:]:
+            result = tracker.track(frame)
+        aspects[enabled] = result.box[2] / result.box[3]
+        refine_ms = tracker._multi.times.means_ms().get("refine", 0.0)
+        assert (refine_ms > 0) == enabled
+    assert aspects[False] == pytest.approx(1.0, abs=0.02)
+    assert aspects[True] > 1.1, aspects

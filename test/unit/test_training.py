@@ -303,3 +303,108 @@ def test_label_tables_start_at_the_handset_gaussian():
     binned = S.label_maps(table, (15, 15), centers, (5.0, 4.0))
     torch.testing.assert_close(exact[:, 1:], binned[:, 1:])
     assert float((exact[:, 0] - binned[:, 0]).abs().max()) < 0.02
+
+
+# ---------------------------------------------------------------------- box refiner (issue 8)
+
+
+def _box_batch(cache, n=32, seed=0):
+    from meta_tracker_ros.training.box_train import BoxSampler, BoxTrainConfig
+
+    return BoxSampler(cache, CLIPS, BoxTrainConfig(), seed).sample(n)
+
+
+def test_box_refiner_starts_as_identity_and_offsets_invert(cached):
+    from meta_tracker_ros.core.heads.box_refiner import (
+        BoxRefiner,
+        apply_offsets,
+        edge_targets,
+        fit_reference,
+    )
+    from meta_tracker_ros.training.box_train import STRIDES
+
+    _, _, cache, _ = cached
+    b = _box_batch(cache, 8)
+    ref = fit_reference(b["ref"], STRIDES, b["ref_boxes"])
+    refined, _ = BoxRefiner([40, 112])(b["test"], STRIDES, b["boxes"], ref)
+    assert torch.allclose(refined, b["boxes"], atol=1e-3)  # flat scores: the box is kept
+    target = edge_targets(b["boxes"], b["truth"])
+    inside = (target.abs() < 0.5).all(dim=1)  # within reach: the offsets land on the truth
+    assert inside.any()
+    moved = apply_offsets(b["boxes"], target)
+    assert torch.allclose(moved[inside], b["truth"][inside], atol=1e-3)
+
+
+def test_box_refiner_training_steps_lower_the_loss(cached):
+    from meta_tracker_ros.core.heads.box_refiner import BoxRefiner
+    from meta_tracker_ros.training.box_train import loss_fn
+
+    _, _, cache, _ = cached
+    torch.manual_seed(0)
+    batch = _box_batch(cache, 32, seed=1)
+    model = BoxRefiner([40, 112])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    before = float(loss_fn(model, batch)[0].detach())
+    for _ in range(15):
+        loss, _ = loss_fn(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss_fn(model, batch)[0].detach()) < before
+
+
+def test_shipped_box_refiner_moves_jittered_boxes_towards_the_target(cached):
+    """The shipped file raises the mean IoU of boxes jittered like the tracker's (real frames)."""
+    from meta_tracker_ros.core.heads.box_refiner import SHIPPED, fit_reference, load_refiner
+    from meta_tracker_ros.training.box_train import STRIDES, box_iou
+
+    _, _, cache, _ = cached
+    refiner = load_refiner(SHIPPED).refiner
+    b = _box_batch(cache, 128, seed=2)
+    with torch.no_grad():
+        ref = fit_reference(b["ref"], STRIDES, b["ref_boxes"])
+        refined, _ = refiner(b["test"], STRIDES, b["boxes"], ref)
+    before = float(box_iou(b["boxes"], b["truth"]).mean())
+    after = float(box_iou(refined, b["truth"]).mean())
+    assert after > before + 0.01, (before, after)
+
+
+def test_box_refiner_file_round_trip_and_mismatch(tmp_path):
+    from meta_tracker_ros.core.heads.box_refiner import (
+        ACROSS,
+        LEVELS,
+        PROFILE,
+        REACH,
+        SPREAD,
+        BoxRefiner,
+        Reference,
+        load_refiner,
+        save_refiner,
+    )
+
+    torch.manual_seed(0)
+    model = BoxRefiner([40, 112])
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    meta = {
+        "backbone": "efficientnet-lite0",
+        "levels": list(LEVELS),
+        "profile": [PROFILE, ACROSS, SPREAD, REACH],
+        "crop_size": 256,
+        "search_area": 4.5,
+    }
+    path = tmp_path / "refiner.pt"
+    save_refiner(path, model, meta)
+    loaded = load_refiner(path)
+    feats = [torch.randn(2, 40, 32, 32), torch.randn(2, 112, 16, 16)]
+    boxes = torch.tensor([[100.0, 90.0, 160.0, 170.0], [80.0, 100.0, 180.0, 150.0]])
+    fg = [torch.nn.functional.normalize(torch.randn(2, c), dim=1) for c in (40, 112)]
+    bg = [torch.nn.functional.normalize(torch.randn(2, c), dim=1) for c in (40, 112)]
+    ref = Reference([torch.ones(2), torch.ones(2)], fg, bg)
+    with torch.no_grad():
+        assert torch.equal(
+            model(feats, [8, 16], boxes, ref)[0], loaded.refiner(feats, [8, 16], boxes, ref)[0]
+        )
+    loaded.check("efficientnet-lite0")
+    with pytest.raises(ValueError, match="backbone"):
+        loaded.check("resnet18")

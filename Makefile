@@ -69,17 +69,17 @@ STRESS_ARGS ?=
 stress: build
 	$(RUN) python -m meta_tracker_ros.tools.stress --data $(DATA) $(STRESS_ARGS)
 
-# Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, without its
-# box refiner, with the training-free mask head, the hand-set one, and CSRT/KCF, interleaved
-# per sequence in the same run.
+# Full accuracy/speed benchmark on ../shared/data: the shipped (learned) tracker, with the
+# learned box refiner on, with the training-free mask head, the hand-set one, and CSRT/KCF,
+# interleaved per sequence in the same run.
 bench: build
-	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,meta-norefine,meta-freemask,handset,csrt,kcf \
+	$(RUN) python -m meta_tracker_ros.evaluation --data $(DATA) --tracker meta,meta-refine,meta-freemask,handset,csrt,kcf \
 		--json $(JSON) --markdown $(JSON:.json=.md) --plots results/plots
 
 # The same comparison on the training set's validation split (held-out training videos).
 bench-val: build
 	$(RUN) python -m meta_tracker_ros.evaluation --data $(TRAIN_DATA) --split val \
-		--tracker meta,meta-norefine,handset,csrt --json results/validation.json \
+		--tracker meta,meta-refine,handset,csrt --json results/validation.json \
 		--markdown results/validation.md
 
 # Meta-train the classifier from scratch (feature cache, episodes, early stopping) and write

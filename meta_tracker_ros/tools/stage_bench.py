@@ -10,7 +10,8 @@ benchmark, with 1, 4 and 8 targets (the first ground-truth box plus boxes of the
 spread over the image). ``--wide K`` forces the first K targets into the widest search region
 every frame (what a LOST/UNCERTAIN target searches), the case where crops of different sizes
 meet in one frame. The tracker's own stage record (``core/timing.py``) gives crop, to-tensor,
-backbone, classifier, scale, mask, update (memory and filter refinement) and other.
+backbone, classifier, scale, refine (the box refiner), mask, update (memory and filter refinement)
+and other.
 
 ``--compare-before`` runs, interleaved frame by frame with the current code, the former
 batching (before issue 11): every crop padded to the largest and all in one backbone call (an

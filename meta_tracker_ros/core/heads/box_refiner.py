@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
+
 FORMAT = "meta_tracker_ros.box_refiner"
 VERSION = 1
 
@@ -240,32 +242,25 @@ class BoxRefinerFile:
 
 def save_refiner(path: str | Path, refiner: BoxRefiner, meta: dict[str, Any]) -> None:
     """Write the file (tensors detached to CPU, metadata as plain values)."""
-    data = {
-        "format": FORMAT,
-        "version": VERSION,
+    body = {
         "channels": list(refiner.channels),
         "reduce": int(refiner.reduce.out_channels),
         "width": int(refiner.net[0].out_channels),
         "tensors": {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()},
-        "meta": {k: v for k, v in meta.items() if k != "path"},
+        "meta": meta,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, path)
+    write_versioned(path, FORMAT, VERSION, body)
 
 
 def load_refiner(path: str | Path) -> BoxRefinerFile:
     """Read a file written by :func:`save_refiner`; ValueError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"box refiner file {path} does not exist (train one with "
-            "python -m meta_tracker_ros.training box, or set box_refine.enabled: false)"
-        )
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
-    if data.get("version") != VERSION:
-        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {VERSION}")
+    data, meta = read_versioned(
+        path,
+        FORMAT,
+        VERSION,
+        "box refiner file",
+        "train one with python -m meta_tracker_ros.training box, or set box_refine.enabled: false",
+    )
     refiner = BoxRefiner(list(data["channels"]), int(data["reduce"]), int(data["width"]))
     try:
         refiner.load_state_dict(data["tensors"])
@@ -274,6 +269,4 @@ def load_refiner(path: str | Path) -> BoxRefinerFile:
     refiner.eval()
     for p in refiner.parameters():
         p.requires_grad_(False)
-    meta = dict(data.get("meta", {}))
-    meta["path"] = str(path)
     return BoxRefinerFile(refiner, meta)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from meta_tracker_ros.core.heads.solver import SolverParams
+from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
 
 FORMAT = "meta_tracker_ros.classifier"
 VERSION = 1
@@ -58,28 +59,25 @@ def save_learned(path: str | Path, learned: LearnedClassifier) -> None:
     if learned.proj_weight is not None:
         tensors["proj_weight"] = learned.proj_weight.detach().cpu().clone()
         tensors["proj_bias"] = learned.proj_bias.detach().cpu().clone()
-    data = {
-        "format": FORMAT,
-        "version": VERSION,
+    body = {
         "tensors": tensors,
         "label_sigma": learned.solver.label_sigma,
         "hinge_threshold": learned.solver.hinge_threshold,
-        "meta": {k: v for k, v in learned.meta.items() if k != "path"},
+        "meta": learned.meta,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, path)
+    write_versioned(path, FORMAT, VERSION, body)
 
 
 def load_learned(path: str | Path, device: torch.device | str = "cpu") -> LearnedClassifier:
     """Read a file written by :func:`save_learned`; ValueError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"learned classifier file {path} does not exist")
-    data = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
-    if data.get("version") != VERSION:
-        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {VERSION}")
+    data, meta = read_versioned(
+        path,
+        FORMAT,
+        VERSION,
+        "learned classifier file",
+        "train one with python -m meta_tracker_ros.training, or set classifier.learned: false",
+        device,
+    )
     t = {k: v.to(torch.float32) for k, v in data["tensors"].items()}
     try:
         solver = SolverParams(
@@ -95,6 +93,4 @@ def load_learned(path: str | Path, device: torch.device | str = "cpu") -> Learne
         )
     except KeyError as exc:
         raise ValueError(f"{path}: missing tensor {exc}") from exc
-    meta = dict(data.get("meta", {}))
-    meta["path"] = str(path)
     return LearnedClassifier(solver, t.get("proj_weight"), t.get("proj_bias"), meta)

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
+
 FORMAT = "meta_tracker_ros.mask_decoder"
 VERSION = 1
 
@@ -127,32 +129,25 @@ class MaskDecoderFile:
 
 def save_decoder(path: str | Path, decoder: MaskDecoder, meta: dict[str, Any]) -> None:
     """Write the file (tensors detached to CPU, metadata as plain values)."""
-    data = {
-        "format": FORMAT,
-        "version": VERSION,
+    body = {
         "channels": list(decoder.channels),
         "reduce": int(decoder.reduce[0].out_channels),
         "width": int(decoder.coarse[0].out_channels),
         "tensors": {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()},
-        "meta": {k: v for k, v in meta.items() if k != "path"},
+        "meta": meta,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, path)
+    write_versioned(path, FORMAT, VERSION, body)
 
 
 def load_decoder(path: str | Path) -> MaskDecoderFile:
     """Read a file written by :func:`save_decoder`; ValueError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"mask decoder file {path} does not exist (train one with "
-            "python -m meta_tracker_ros.training mask, or set mask.learned: false)"
-        )
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
-    if data.get("version") != VERSION:
-        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {VERSION}")
+    data, meta = read_versioned(
+        path,
+        FORMAT,
+        VERSION,
+        "mask decoder file",
+        "train one with python -m meta_tracker_ros.training mask, or set mask.learned: false",
+    )
     decoder = MaskDecoder(list(data["channels"]), int(data["reduce"]), int(data["width"]))
     try:
         decoder.load_state_dict(data["tensors"])
@@ -161,6 +156,4 @@ def load_decoder(path: str | Path) -> MaskDecoderFile:
     decoder.eval()
     for p in decoder.parameters():
         p.requires_grad_(False)
-    meta = dict(data.get("meta", {}))
-    meta["path"] = str(path)
     return MaskDecoderFile(decoder, meta)

@@ -1,0 +1,49 @@
+"""Reading and writing the package's learned-weights files (classifier, box refiner, decoder).
+
+Why one place: every learned part ships as one ``torch.save`` dict with a format name, a version
+and its tensors plus metadata, and every reader must refuse a missing file, another format or
+another version with a message that says what to do. Three copies of those checks had started
+to drift; the parts keep only what is their own (which tensors, which metadata to check).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def write_versioned(path: str | Path, fmt: str, version: int, body: dict[str, Any]) -> None:
+    """Write ``body`` with its format name and version (``meta``'s run-time "path" dropped)."""
+    data = {"format": fmt, "version": version, **body}
+    if "meta" in data:
+        data["meta"] = {k: v for k, v in data["meta"].items() if k != "path"}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+
+
+def read_versioned(
+    path: str | Path,
+    fmt: str,
+    version: int,
+    what: str,
+    missing: str,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored dict and its metadata (with "path" added).
+
+    FileNotFoundError names ``what`` the file is and says ``missing`` (what to do instead);
+    ValueError for a file of another format or version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist ({missing})")
+    data = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ValueError(f"{path} is not a {fmt} file")
+    if data.get("version") != version:
+        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {version}")
+    meta = dict(data.get("meta", {}))
+    meta["path"] = str(path)
+    return data, meta

@@ -209,10 +209,6 @@ class BoxRefineConfig:
     # level; a profile across a narrower side is mostly blur (validation: refining every box
     # lost 0.07-0.18 AUC on the tiny UAVDT cars, 9-25 px, and on thin runners).
     min_side: float = 48.0
-    # true: the refined box becomes the target's state (next crop, scale filter, memory label);
-    # false: it is only reported, and every frame refines the classifier/scale-filter box anew,
-    # so the refiner's errors cannot accumulate from frame to frame.
-    feedback: bool = True
 
 
 @dataclass

@@ -110,7 +110,6 @@ class TargetTrack:
         self.refiner = refiner
         self._refiner_strides = [LITE0_LEVELS[lv][1] for lv in REFINER_LEVELS]
         self._reference: Reference | None = None
-        self._reported: tuple[tuple[float, float], tuple[float, float]] | None = None
         self.center = (0.0, 0.0)
         self.size = (1.0, 1.0)
         self.search_area = config.search.search_area
@@ -214,7 +213,6 @@ class TargetTrack:
         cfg = self.cfg
         self.frame += 1
         self.image_size = (frame.shape[1], frame.shape[0])
-        self._reported = None
         was_lost = self.states.state == TrackState.LOST
         self._rescaled = crop.out_size < crop_size_for(cfg, self.search_area, capped=False)
         t0 = time.perf_counter()
@@ -267,7 +265,7 @@ class TargetTrack:
         if state == TrackState.TRACKING:
             with self.times.measure("update"):
                 self._learn(x, xf, feats, crop, peak)
-        box = self.box() if self._reported is None else self._reported_box()
+        box = self.box()
         return TrackResult(
             box=box,
             score=float(np.clip(peak.value, 0.0, 1.0)),
@@ -295,24 +293,13 @@ class TargetTrack:
             self._reference,
         )
         x0, y0, x1, y1 = (float(c) for c in out[0].cpu())
+        refined = crop.box_to_image((x0, y0, x1 - x0, y1 - y0))
         w, h = self.size
-        lo, hi = 1.0 / b.max_change, b.max_change
-        fw = float(np.clip((x1 - x0) / crop.scale / w, lo, hi)) ** b.weight
-        fh = float(np.clip((y1 - y0) / crop.scale / h, lo, hi)) ** b.weight
-        cx, cy = crop.to_image_point((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        cx, cy = refined[0] + refined[2] / 2.0, refined[1] + refined[3] / 2.0
         dx = float(np.clip(cx - self.center[0], -b.max_shift * w, b.max_shift * w))
         dy = float(np.clip(cy - self.center[1], -b.max_shift * h, b.max_shift * h))
-        center = (self.center[0] + b.weight * dx, self.center[1] + b.weight * dy)
-        if b.feedback:
-            self.center, self.size = center, (w * fw, h * fh)
-        else:
-            self._reported = (center, (w * fw, h * fh))
-
-    def _reported_box(self) -> Box:
-        """The refined box of this frame when it is reported only (``box_refine.feedback``)."""
-        assert self._reported is not None
-        (cx, cy), (w, h) = self._reported
-        return clamp_box((cx - w / 2, cy - h / 2, w, h), self.image_size, 1.0)
+        self.center = (self.center[0] + b.weight * dx, self.center[1] + b.weight * dy)
+        self.size = _size_towards(self.size, refined, b.weight, b.max_change)
 
     def _clamp_state(self) -> None:
         s = self.cfg.search

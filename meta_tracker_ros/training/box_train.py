@@ -48,6 +48,7 @@ from meta_tracker_ros.core.heads.box_refiner import (
     fit_reference,
     save_refiner,
 )
+from meta_tracker_ros.evaluation import metrics
 from meta_tracker_ros.training.cache import FeatureCache, build_or_load
 from meta_tracker_ros.training.data import load_clips, source_videos, split_clips
 
@@ -80,12 +81,13 @@ class BoxTrainConfig:
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of matching rows of two (N, 4) x0, y0, x1, y1 tensors."""
-    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
-    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
-    inter = iw * ih
-    area = lambda r: (r[:, 2] - r[:, 0]).clamp(min=0) * (r[:, 3] - r[:, 1]).clamp(min=0)  # noqa: E731
-    return inter / (area(a) + area(b) - inter).clamp(min=1e-6)
+    """IoU of matching rows of two (N, 4) x0, y0, x1, y1 tensors (the evaluation's own IoU)."""
+
+    def xywh(t: torch.Tensor) -> np.ndarray:
+        t = t.detach().cpu().double()
+        return torch.cat([t[:, :2], t[:, 2:] - t[:, :2]], dim=1).numpy()
+
+    return torch.from_numpy(metrics.box_iou(xywh(a), xywh(b)))
 
 
 def _xyxy(crop: Crop, box) -> list[float]:

@@ -124,12 +124,11 @@ class Reference:
 def fit_reference(feats: list[torch.Tensor], strides: list[int], boxes: torch.Tensor) -> Reference:
     """Target and background mean features of the first frame's crops at ``boxes`` (N, 4)."""
     scales, fg, bg = [], [], []
+    inside, ring = box_grid(boxes), box_grid(boxes, ring=0.5)
     for f, s in zip(feats, strides, strict=True):
         scales.append(1.0 / f.flatten(1).std(dim=1).clamp(min=1e-6))
-        xs, ys = box_grid(boxes)
-        fg.append(F.normalize(_sample(f, s, xs, ys).mean(-1), dim=1))
-        xs, ys = box_grid(boxes, ring=0.5)
-        bg.append(F.normalize(_sample(f, s, xs, ys).mean(-1), dim=1))
+        fg.append(F.normalize(_sample(f, s, *inside).mean(-1), dim=1))
+        bg.append(F.normalize(_sample(f, s, *ring).mean(-1), dim=1))
     return Reference(scales, fg, bg)
 
 

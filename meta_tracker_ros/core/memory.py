@@ -13,7 +13,11 @@ import torch
 
 
 class SampleMemory:
-    """Preallocated ``(size, C, H, W)`` features and ``(size, 1, H, W)`` labels with weights."""
+    """Preallocated ``(size, C, H, W)`` features and ``(size, 1, H, W)`` labels with weights.
+
+    Each sample may carry a scalar ``energy`` (the classifier's :func:`sample_energy` of its
+    features, kept so a refinement need not recompute it from every stored spectrum).
+    """
 
     def __init__(self, size: int, init_weight_floor: float) -> None:
         self.size = int(size)
@@ -21,10 +25,13 @@ class SampleMemory:
         self.features: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.weights: torch.Tensor | None = None
+        self.energy: torch.Tensor | None = None
         self.count = 0
         self.num_init = 0
 
-    def initialize(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def initialize(
+        self, features: torch.Tensor, labels: torch.Tensor, energy: torch.Tensor | None = None
+    ) -> None:
         """Store the first frame's samples (augmentations), equally weighted and permanent."""
         n = features.shape[0]
         if n >= self.size:
@@ -32,13 +39,25 @@ class SampleMemory:
         self.features = features.new_zeros((self.size, *features.shape[1:]))
         self.labels = labels.new_zeros((self.size, *labels.shape[1:]))
         self.weights = torch.zeros(self.size, device=labels.device)
+        self.energy = None if energy is None else torch.zeros(self.size, device=labels.device)
+        if self.energy is not None and energy is not None:
+            self.energy[:n] = energy
         self.features[:n] = features
         self.labels[:n] = labels
         self.weights[:n] = 1.0 / n
         self.count = self.num_init = n
 
-    def add(self, feature: torch.Tensor, label: torch.Tensor, learning_rate: float) -> None:
-        """Insert one sample with weight ``learning_rate`` of the total; older ones decay."""
+    def add(
+        self,
+        feature: torch.Tensor,
+        label: torch.Tensor,
+        learning_rate: float,
+        energy: torch.Tensor | None = None,
+    ) -> None:
+        """Insert one sample with weight ``learning_rate`` of the total; older ones decay.
+
+        ``energy`` is required when the memory was initialised with energies.
+        """
         assert self.features is not None and self.labels is not None and self.weights is not None
         if self.count < self.size:
             slot = self.count
@@ -49,6 +68,10 @@ class SampleMemory:
         self.weights[slot] = learning_rate
         self.features[slot] = feature[0]
         self.labels[slot] = label[0]
+        if self.energy is not None:
+            if energy is None:
+                raise ValueError("this memory keeps sample energies: pass the new sample's")
+            self.energy[slot] = energy.reshape(-1)[0]
         init_sum = float(self.weights[: self.num_init].sum())
         rest = float(self.weights[self.num_init : self.count].sum())
         if init_sum < self.init_weight_floor and rest > 0:
@@ -61,3 +84,7 @@ class SampleMemory:
         assert self.features is not None and self.labels is not None and self.weights is not None
         n = self.count
         return self.features[:n], self.labels[:n], self.weights[:n]
+
+    def energies(self) -> torch.Tensor | None:
+        """The filled part's energies (``None`` when the memory keeps none)."""
+        return None if self.energy is None else self.energy[: self.count]

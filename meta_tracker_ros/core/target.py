@@ -22,7 +22,7 @@ from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
 from meta_tracker_ros.core.heads.box_refiner import BoxRefiner, Reference, fit_reference
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
 from meta_tracker_ros.core.heads.learned import LearnedClassifier
-from meta_tracker_ros.core.heads.solver import SolverParams
+from meta_tracker_ros.core.heads.solver import SolverParams, sample_energy
 from meta_tracker_ros.core.localization import (
     PeakKind,
     StateMachine,
@@ -185,7 +185,7 @@ class TargetTrack:
         n = x.shape[0]
         weights = torch.full((n,), 1.0 / n, device=self.device)
         self.classifier.initialize(x, y, weights, positions[0], dims)
-        self.memory.initialize(self.classifier.spectra(x), y)
+        self.memory.initialize(self.classifier.spectra(x), y, sample_energy(x))
         peak = float(self.classifier.scores(x[0:1]).max())
         self.reference = max(peak, self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
@@ -342,7 +342,7 @@ class TargetTrack:
         if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
             label = self.classifier.targets(tuple(x.shape[-2:]), [pos], dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
-            self.memory.add(xf, label, lr)
+            self.memory.add(xf, label, lr, sample_energy(x))
         if cfg.scale.enabled:
             self.scale.update(*self._scale_input(x, feats, pos, dims))
         steps = 0
@@ -351,7 +351,7 @@ class TargetTrack:
         elif m.update_interval > 0 and self.frame % m.update_interval == 0:
             steps = m.update_steps
         if steps > 0:
-            self.classifier.refine(*self.memory.samples(), steps)
+            self.classifier.refine(*self.memory.samples(), steps, self.memory.energies())
 
     def _run_mask(self, frame, feats, crop, state: TrackState, score: float):
         """Mask head (RTS-style): box from a confident mask, classifier box as the fallback."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -101,3 +102,74 @@ def test_memory_keeps_first_frame_weight_floor_and_bounded_size():
     assert float(weights[:2].sum()) >= 0.4 - 1e-5
     assert torch.all(feats[:2] == 0)  # first-frame samples never replaced
     assert float(feats[2:].max()) == 20.0  # the newest sample is in memory
+
+
+def _reference_descent(w, x, targets, weights, mults, params):
+    """The solver written out plainly: unpadded-prime FFT size, energy from the features,
+    every score map recomputed from the filter, broadcast products (the pre-speed-up code)."""
+    h, w_ = targets.shape[-2:]
+    kh, kw = w.shape[2], w.shape[3]
+    size = (h + kh, w_ + kw)
+    xf = torch.fft.rfft2(x, s=size)
+    sw = weights.view(-1, 1, 1, 1)
+    lam = params.log_reg.exp() * (x.pow(2).sum(dim=(1, 2, 3)) * weights).sum() / x.shape[1]
+    y, fg, v2 = targets[:, 0:1], targets[:, 1:2] > 0.5, targets[:, 2:3] ** 2
+    chan = params.log_channel_steps.exp().view(1, -1, 1, 1)
+
+    def apply(k):
+        sf = (xf * S.kernel_spectrum(k, size).conj()).sum(dim=1, keepdim=True)
+        return torch.fft.irfft2(sf, s=size)[:, :, :h, :w_]
+
+    out = []
+    for mult in mults:
+        s = apply(w)
+        act = (fg | (s > 0)).to(s.dtype)
+        r = torch.where(fg, s - y, s) * act
+        rf = torch.fft.rfft2(r * v2 * sw, s=size)
+        g = torch.fft.irfft2((xf * rf.conj()).sum(dim=0, keepdim=True), s=size)
+        g = torch.roll(g, shifts=(kh // 2, kw // 2), dims=(2, 3))[:, :, :kh, :kw] + lam * w
+        d = g * chan
+        jd = apply(d) * act
+        den = (sw * v2 * jd.pow(2)).sum() + lam * d.pow(2).sum()
+        w = w - mult * (g * d).sum() / den * d
+        out.append(w)
+    return out
+
+
+def test_fast_solver_path_matches_the_plain_formulation():
+    """Smooth FFT lengths, cached sample energies, reused score maps and in-place products
+    (the online refinement's speed-ups) change nothing beyond float rounding."""
+    torch.manual_seed(3)
+    n, c, hw, kernel = 12, 16, 32, (9, 7)  # 32 + 9 = 41, a prime FFT length before
+    assert S.fft_size((hw, hw), kernel) == (42, 40)  # not (41, 39)
+    x = torch.randn(n, c, hw, hw)
+    params = S.SolverParams.handset(c, 0.1, 0.01, 0, 3, 1.0, 0.2, 0.05).tabulated()
+    params.log_channel_steps = torch.randn(c) * 0.3
+    targets = S.label_maps(params, (hw, hw), torch.rand(n, 2) * 8 + 12, (6.0, 5.0))
+    weights = torch.rand(n)
+    weights /= weights.sum()
+    w0 = torch.randn(1, c, *kernel) * 0.05
+    mults = [torch.tensor(1.0), torch.tensor(0.7), torch.tensor(1.2)]
+    want = _reference_descent(w0, x, targets, weights, mults, params)
+    xf = S.spectra(x, kernel)
+    with torch.no_grad():
+        fast = S.steepest_descent(w0, xf, targets, weights, mults, params, S.sample_energy(x))
+    # The autograd path (training): broadcast products, energy from the spectra.
+    slow = S.steepest_descent(w0.clone().requires_grad_(), xf, targets, weights, mults, params)
+    for a, b, ref in zip(fast, slow, want, strict=True):
+        torch.testing.assert_close(a, ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b.detach(), ref, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(want[-1], w0, atol=1e-3)  # the steps did move the filter
+
+
+def test_memory_keeps_each_samples_energy_in_its_slot():
+    mem = SampleMemory(size=4, init_weight_floor=0.4)
+    first = torch.randn(2, 3, 5, 5)
+    mem.initialize(first, torch.zeros(2, 1, 5, 5), S.sample_energy(first))
+    with pytest.raises(ValueError, match="energ"):
+        mem.add(first[:1], torch.zeros(1, 1, 5, 5), 0.3)
+    for i in range(6):
+        f = torch.randn(1, 3, 5, 5) * (i + 1)
+        mem.add(f, torch.zeros(1, 1, 5, 5), 0.3, S.sample_energy(f))
+    feats, _, _ = mem.samples()
+    torch.testing.assert_close(mem.energies(), S.sample_energy(feats))

@@ -208,9 +208,10 @@ class FilterClassifier:
         mults = [m.exp() for m in self.params.log_init_steps]
         if mults:
             xf = self.spectra(x)
-            self.filter = S.steepest_descent(self.filter, xf, targets, weights, mults, self.params)[
-                -1
-            ]
+            energy = S.sample_energy(x)
+            self.filter = S.steepest_descent(
+                self.filter, xf, targets, weights, mults, self.params, energy
+            )[-1]
 
     # ------------------------------------------------------------------ Fourier-domain training
     def spectra(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,15 +235,23 @@ class FilterClassifier:
         return S.scores_from_spectra(xf, self.filter, hw, self._wf)
 
     def refine(
-        self, xf: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, steps: int
+        self,
+        xf: torch.Tensor,
+        targets: torch.Tensor,
+        weights: torch.Tensor,
+        steps: int,
+        energy: torch.Tensor | None = None,
     ) -> None:
         """``steps`` online-update iterations on memory samples (spectra, targets, weights).
 
         Uses the update step multipliers, which meta-training learns separately from the
         initialisation ones (Meta-Tracker: initialisation steps diverge when reused here).
+        ``energy`` is the samples' :func:`.solver.sample_energy` (the memory keeps it).
         """
         if steps <= 0:
             return
         mults = [self.params.update_step(i) for i in range(steps)]
-        self.filter = S.steepest_descent(self.filter, xf, targets, weights, mults, self.params)[-1]
+        self.filter = S.steepest_descent(
+            self.filter, xf, targets, weights, mults, self.params, energy
+        )[-1]
         self._wf_key = None

@@ -23,7 +23,9 @@ import yaml
 class RuntimeConfig:
     """Where and how the frozen backbone runs."""
 
-    backend: str = "torch"  # torch | onnxruntime | tensorrt
+    # auto: the fastest installed runtime whose recorded accuracy holds (runtime_guard: ONNX
+    # Runtime on a CPU when installed, TensorRT fp16 then torch on CUDA); torch is the reference
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
     device: str = "cpu"  # cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | fp16 (fp16 on CUDA only)
     num_threads: int = 0  # CPU threads (0: auto = half the cores, 1..4; see cpu_threads())

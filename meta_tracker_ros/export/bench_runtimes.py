@@ -4,6 +4,12 @@ Times ``Backbone.extract`` for each runtime that can start here (torch CPU, onnx
 and torch CUDA fp16 / onnxruntime CUDA where a GPU is present) at batch 1 and 4. Reports the
 median over ``--iters`` runs after warm-up, per batch and per crop. On a shared machine the
 numbers move with other users' load; compare runtimes from the same run only.
+
+OpenVINO, when installed, is timed on the same ONNX file at fp32 and at its CPU default
+(bf16 where the CPU has it), with each output's largest error relative to torch's features
+printed beside the time: it is measured here, not a tracker backend, because at fp32 it was not
+faster than ONNX Runtime on the development CPU and the bf16 error has not been evaluated
+(README, runtime table).
 """
 
 from __future__ import annotations
@@ -40,6 +46,54 @@ def time_backbone(
     return samples
 
 
+class OpenVINOTimer:
+    """The exported backbone compiled by OpenVINO on the CPU, with ``extract`` like a Backbone."""
+
+    def __init__(self, onnx_path: Path, levels: list[str], threads: int, precision: str) -> None:
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if precision == "f32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self.model = ov.Core().compile_model(str(onnx_path), "CPU", config)
+        self.request = self.model.create_infer_request()
+        self.levels = list(levels)
+        self.device = torch.device("cpu")
+        self.precision = self.model.get_property("INFERENCE_PRECISION_HINT")
+
+    def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.request.infer({0: images.numpy()})
+        return {
+            lv: torch.from_numpy(out[self.model.output(i)].copy())
+            for i, lv in enumerate(self.levels)
+        }
+
+
+def relative_errors(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> str:
+    """Largest absolute difference over the reference's largest magnitude, per level."""
+    parts = []
+    for lv, r in ref.items():
+        err = float((got[lv] - r).abs().max()) / max(float(r.abs().max()), 1e-12)
+        parts.append(f"{lv} {err:.1e}")
+    return ", ".join(parts)
+
+
+def openvino_timers(onnx_path: Path, levels: list[str], threads: int) -> list[tuple[str, object]]:
+    """OpenVINO at fp32 and at its CPU default precision, when the package is installed."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print("openvino: not installed (pip install openvino to time it)")
+        return []
+    out = []
+    for precision in ("f32", "default"):
+        timer = OpenVINOTimer(onnx_path, levels, threads, precision)
+        out.append((f"openvino cpu {timer.precision}", timer))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from meta_tracker_ros.core.backbone.alt_runtimes import ONNXRuntimeBackbone
     from meta_tracker_ros.core.backbone.onnx_export import export_onnx, parse_levels
@@ -74,18 +128,29 @@ def main(argv: list[str] | None = None) -> int:
             ort_cuda = ONNXRuntimeBackbone(onnx_path, levels, device="cuda")
             if ort_cuda.providers[0] != "CPUExecutionProvider":
                 runtimes.append((f"onnxruntime cuda ({ort_cuda.providers[0]})", ort_cuda))
+        runtimes += openvino_timers(onnx_path, levels, args.threads)  # type: ignore[arg-type]
+        probe = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+        reference = runtimes[0][1].extract(probe)
 
         print(
             f"backbone EfficientNet-Lite0 {','.join(levels)}, {args.size}px crops, median of "
             f"{args.iters} (torch threads {torch.get_num_threads()})"
         )
-        print(f"{'runtime':<34}{'batch':>6}{'ms/batch':>11}{'ms/crop':>10}{'p90 ms/crop':>13}")
+        print(
+            f"{'runtime':<34}{'batch':>6}{'ms/batch':>11}{'ms/crop':>10}{'p90 ms/crop':>13}"
+            "  max error vs torch (relative)"
+        )
         for name, backbone in runtimes:
+            feats = backbone.extract(probe.to(backbone.device))
+            err = relative_errors({k: v.float().cpu() for k, v in feats.items()}, reference)
             for batch in batches:
                 samples = time_backbone(backbone, batch, args.size, args.iters)
                 med = statistics.median(samples) * 1e3
                 p90 = sorted(samples)[int(0.9 * (len(samples) - 1))] * 1e3
-                print(f"{name:<34}{batch:>6}{med:>11.2f}{med / batch:>10.2f}{p90 / batch:>13.2f}")
+                print(
+                    f"{name:<34}{batch:>6}{med:>11.2f}{med / batch:>10.2f}{p90 / batch:>13.2f}"
+                    f"  {err}"
+                )
     return 0
 
 

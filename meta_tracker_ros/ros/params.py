@@ -59,7 +59,7 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
 # Allowed values of tracker string fields that carry no metadata (the values the core reads),
 # so a misspelt value in a params file stops the node at start-up instead of falling back.
 TRACKER_CHOICES: dict[str, tuple[str, ...]] = {
-    "runtime.backend": ("torch", "onnxruntime", "tensorrt", "auto"),
+    "runtime.backend": ("auto", "torch", "onnxruntime", "tensorrt"),
     "runtime.precision": ("fp32", "fp16"),
     "mask.color_space": ("lab", "hsv", "ycrcb", "bgr"),
 }

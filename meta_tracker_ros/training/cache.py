@@ -18,6 +18,7 @@ so a rebuild, an unchanged one reuses the files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -39,6 +40,18 @@ log = logging.getLogger(__name__)
 
 WIDE = 1.5  # search-entry crop side / the tracker's search region side
 CACHE_VERSION = 1
+
+
+def reference_runtime(cfg: TrackerConfig) -> TrackerConfig:
+    """``cfg`` with the backbone on torch fp32, the reference runtime, wherever it runs.
+
+    Why: the learned parts are trained on the reference's features; every faster runtime is
+    judged against that same reference in the recorded accuracy table (runtime_guard). The
+    tracker's default ``backend: auto`` may pick ONNX Runtime, whose features differ in the
+    fifth decimal, and the caches' keys do not name the runtime.
+    """
+    rt = dataclasses.replace(cfg.runtime, backend="torch", precision="fp32")
+    return dataclasses.replace(cfg, runtime=rt)
 
 
 def default_cache_dir() -> Path:
@@ -143,7 +156,7 @@ def _build(
     progress: bool,
 ) -> None:
     s = cfg.search
-    backbone = create_backbone(cfg, levels)
+    backbone = create_backbone(reference_runtime(cfg), levels)
     augs = augmentations(cfg)
     n_aug = 1 + len(augs)
     by_name = {c.name: c for c in clips}

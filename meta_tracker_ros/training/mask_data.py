@@ -35,6 +35,7 @@ from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_c
 from meta_tracker_ros.core.heads.mask_decoder import CUES, POOL
 from meta_tracker_ros.core.heads.mask_head import MaskHead
 from meta_tracker_ros.evaluation.datasets import Sequence
+from meta_tracker_ros.training.cache import reference_runtime
 from meta_tracker_ros.training.data import data_key
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class HeadRunner:
 
     def __init__(self, cfg: TrackerConfig) -> None:
         self.cfg = cfg
-        self.backbone = create_backbone(cfg, LEVELS)
+        self.backbone = create_backbone(reference_runtime(cfg), LEVELS)
 
     def feats(self, frame: np.ndarray, box) -> tuple[dict[str, torch.Tensor], object]:
         s = self.cfg.search

@@ -114,3 +114,14 @@ def test_table_writer_refuses_partial_runs_and_needs_the_reference(tmp_path):
     table = json.loads(Path(out).read_text())
     assert table["runtimes"]["onnxruntime/fp32"]["delta_auc"] == pytest.approx(-0.004)
     assert runtime_guard.accuracy_holds("onnxruntime/fp32", table) == (True, "within tolerance")
+
+
+def test_default_config_builds_what_the_shipped_table_chooses(tmp_path):
+    """The default is ``auto``: a fresh start exports on demand and runs the table's choice."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    cfg = TrackerConfig()
+    assert cfg.runtime.backend == "auto"
+    cfg.runtime.onnx_cache_dir = str(tmp_path / "empty-cache")
+    backbone = create_backbone(cfg, LEVELS)
+    assert backbone.name == runtime_guard.choose("cpu")[0][0]
+    assert any((tmp_path / "empty-cache").iterdir()) == (backbone.name == "onnxruntime")

@@ -61,7 +61,8 @@ class OpenVINOTimer:
         self.request = self.model.create_infer_request()
         self.levels = list(levels)
         self.device = torch.device("cpu")
-        self.precision = self.model.get_property("INFERENCE_PRECISION_HINT")
+        hint = self.model.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
 
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.request.infer({0: images.numpy()})

@@ -24,10 +24,11 @@ class RuntimeConfig:
     """Where and how the frozen backbone runs."""
 
     # auto: the fastest installed runtime whose recorded accuracy holds (runtime_guard: ONNX
-    # Runtime on a CPU when installed, TensorRT fp16 then torch on CUDA); torch is the reference
-    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
+    # Runtime / OpenVINO on a CPU when installed, TensorRT fp16 then torch on CUDA); torch is
+    # the reference
+    backend: str = "auto"  # auto | torch | onnxruntime | openvino | tensorrt
     device: str = "cpu"  # cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | fp16 (fp16 on CUDA only)
+    precision: str = "fp32"  # fp32 | fp16 (CUDA only) | bf16 (openvino on the CPU only)
     num_threads: int = 0  # CPU threads (0: auto = half the cores, 1..4; see cpu_threads())
     engine_dir: str = ""  # TensorRT engine cache ("" = ~/.cache/meta_tracker_ros/engines)
     onnx_path: str = ""  # exported backbone for onnxruntime / tensorrt ("" = export on demand)

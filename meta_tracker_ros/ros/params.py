@@ -59,8 +59,8 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
 # Allowed values of tracker string fields that carry no metadata (the values the core reads),
 # so a misspelt value in a params file stops the node at start-up instead of falling back.
 TRACKER_CHOICES: dict[str, tuple[str, ...]] = {
-    "runtime.backend": ("auto", "torch", "onnxruntime", "tensorrt"),
-    "runtime.precision": ("fp32", "fp16"),
+    "runtime.backend": ("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
+    "runtime.precision": ("fp32", "fp16", "bf16"),
     "mask.color_space": ("lab", "hsv", "ycrcb", "bgr"),
 }
 

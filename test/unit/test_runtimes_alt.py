@@ -124,9 +124,43 @@ def test_tensorrt_without_cuda_names_cuda(cache, caplog, monkeypatch):
 
 def test_unknown_backend_falls_back(cache, caplog):
     with caplog.at_level(logging.WARNING, logger=FACTORY_LOG):
-        backbone = create_backbone(config(cache, backend="openvino"), ("s8",))
+        backbone = create_backbone(config(cache, backend="tvm"), ("s8",))
     assert isinstance(backbone, TorchBackbone)
-    assert "unknown runtime.backend 'openvino'" in caplog.text
+    assert "unknown runtime.backend 'tvm'" in caplog.text
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_through_factory_matches_torch(cache, precision):
+    """fp32 within the export's parity tolerance; bf16 (where the CPU computes in it) within a
+    few percent of each level's range, which the accuracy table then has to justify."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    backbone = create_backbone(config(cache, backend="openvino", precision=precision), LEVELS)
+    assert isinstance(backbone, alt_runtimes.OpenVINOBackbone)
+    assert backbone.max_crops_per_call == 1
+    images = parity_images(2, 256, seed=6)
+    wide = parity_images(1, 384, seed=7)  # the on-demand export takes a LOST target's crop
+    for batch in (images, wide):
+        got = backbone.extract(batch)
+        ref = TorchBackbone(LEVELS).extract(batch)
+        assert list(got) == list(LEVELS)
+        for lv in LEVELS:
+            assert got[lv].dtype == torch.float32 and got[lv].shape == ref[lv].shape
+            err = (got[lv] - ref[lv]).abs().max().item()
+            if backbone.precision == "f32":
+                assert err < DEFAULT_ATOL
+            else:
+                assert err < 0.1 * ref[lv].abs().max().item()
+    assert backbone.precision in backbone.describe()
+    if precision == "fp32":
+        assert backbone.precision == "f32"
+
+
+def test_openvino_refuses_an_unknown_precision(cache, caplog):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    with caplog.at_level(logging.WARNING, logger=FACTORY_LOG):
+        backbone = create_backbone(config(cache, backend="openvino", precision="fp16"), ("s8",))
+    assert isinstance(backbone, TorchBackbone)
+    assert "choose fp32 or bf16" in caplog.text
 
 
 def test_provider_choice():

@@ -42,7 +42,16 @@ log = logging.getLogger(__name__)
 
 SAMPLE_VERSION = 1
 LEVELS = ["s4", "s8", "s16"]
-_NOT_CUES = {"learned", "weights_path", "decoder_guided", "enabled"}  # no effect on samples
+# Mask fields with no effect on samples (box_init_*: the heads that make samples have no decoder).
+_NOT_CUES = {
+    "learned",
+    "weights_path",
+    "decoder_guided",
+    "enabled",
+    "box_init_passes",
+    "box_init_min_confidence",
+    "box_init_min_iou",
+}
 
 
 @dataclass

@@ -208,3 +208,57 @@ def test_mismatched_file_names_the_field(tmp_path):
         create_tracker(cfg)
     off = TrackerConfig().with_overrides({"mask.weights_path": str(path), "mask.learned": False})
     assert create_tracker(off)._multi.mask_decoder is None  # training-free head: file unused
+
+
+def _box_init_head(decoder, frame, box, runner, **mask_fields):
+    cfg = TrackerConfig().with_overrides({f"mask.{k}": v for k, v in mask_fields.items()})
+    head = MaskHead(cfg.mask, torch.device("cpu"), decoder, LEVELS)
+    feats, crop = runner.feats(frame, box)
+    head.initialize(frame, box, feats, crop, None)
+    return head, feats, crop
+
+
+def test_box_init_passes_refit_the_model_from_the_decoders_own_mask():
+    dec = _decoder()
+    seq = _clip(TRAIN, CLIP)
+    f0, box0 = seq.frame(0), mask_box(seq.mask(0))
+    runner = HeadRunner(TrackerConfig())
+    one, feats, crop = _box_init_head(dec.decoder, f0, box0, runner, box_init_passes=0)
+    two, _, _ = _box_init_head(dec.decoder, f0, box0, runner, box_init_passes=1)
+    assert one.init_passes == 0 and two.init_passes == 1
+    # The refit is the mask init with the decoder's first-frame mask, cut to the box ...
+    est = one.segment(f0, box0, feats, crop)
+    label = est.full_mask((f0.shape[1], f0.shape[0]))
+    x, y, w, h = (round(v) for v in box0)
+    label[:y] = 0
+    label[y + h :] = 0
+    label[:, :x] = 0
+    label[:, x + w :] = 0
+    given = MaskHead(TrackerConfig().mask, torch.device("cpu"), dec.decoder, LEVELS)
+    given.initialize(f0, box0, feats, crop, label)
+    assert np.allclose(two._hist_fg0, given._hist_fg0)
+    assert np.allclose(two._hist_bg0, given._hist_bg0)
+    assert torch.equal(two._feat_fg, given._feat_fg)
+    assert not np.allclose(two._hist_fg0, one._hist_fg0)  # ... not the box fit's colours,
+    assert np.array_equal(two._shape, one._shape)  # but the box fit's soft shape memory
+    # The fit moves the colour models towards the ground truth's: fewer background colours.
+    truth = MaskHead(TrackerConfig().mask, torch.device("cpu"), dec.decoder, LEVELS)
+    truth.initialize(f0, box0, feats, crop, seq.mask(0))
+    dist = [float(np.abs(h._hist_fg0 - truth._hist_fg0).sum()) for h in (one, two)]
+    assert dist[1] < dist[0]
+
+
+def test_box_init_passes_stop_at_the_gate_and_without_a_decoder():
+    dec = _decoder()
+    seq = _clip(TRAIN, CLIP)
+    f0, box0 = seq.frame(0), mask_box(seq.mask(0))
+    runner = HeadRunner(TrackerConfig())
+    base, _, _ = _box_init_head(dec.decoder, f0, box0, runner, box_init_passes=0)
+    for fields in (
+        {"box_init_passes": 2, "box_init_min_iou": 1.01},  # no mask box agrees that well
+        {"box_init_passes": 2, "box_init_min_confidence": 1.01},
+    ):
+        head, _, _ = _box_init_head(dec.decoder, f0, box0, runner, **fields)
+        assert head.init_passes == 0 and np.array_equal(head._hist_fg0, base._hist_fg0)
+    free, _, _ = _box_init_head(None, f0, box0, runner, box_init_passes=2)
+    assert free.init_passes == 0

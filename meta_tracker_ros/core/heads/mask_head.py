@@ -32,7 +32,8 @@ All steps are vectorised numpy/OpenCV on at most ``work_size``² pixels, which k
    model, fitted online; a small offline-trained conv decoder (``mask_decoder.py``) takes their
    cue maps, the window's colours and the backbone's stride-4/8/16 features and outputs the
    mask in place of the fixed sum of step 1-5 logits. The updates above then learn from the
-   decoder's masks.
+   decoder's masks, and a box-only first frame can be fitted a second time with the decoder's
+   own mask of it as the label (``mask.box_init_passes``, see :meth:`MaskHead.initialize`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from meta_tracker_ros.core.config import MaskConfig
-from meta_tracker_ros.core.geometry import Crop
+from meta_tracker_ros.core.geometry import Crop, iou_xywh
 from meta_tracker_ros.core.heads.mask_decoder import CUES, LOGIT_SCALE, POOL, MaskDecoder
 from meta_tracker_ros.core.types import Box
 
@@ -170,6 +171,7 @@ class MaskHead:
         self._feat_fg: torch.Tensor | None = None  # (N, C) unit target hypercolumns
         self._feat_bg: torch.Tensor | None = None  # (N, C) unit background hypercolumns
         self._initialized = False
+        self.init_passes = 0  # fits from the decoder's own first-frame mask (box_init_passes)
 
     # ------------------------------------------------------------------ public interface
     @property
@@ -190,7 +192,49 @@ class MaskHead:
         provisional foreground label; ``init_iters`` GrabCut-like rounds then segment the frame
         with the current models and re-learn the foreground model from pixels the segmentation
         keeps, which removes most of the background that a box always contains.
+
+        Box only, with a decoder and ``box_init_passes`` > 0: the decoder then segments the
+        first frame from that model, and while its mask is confident
+        (``box_init_min_confidence``) and its box agrees with ``box``
+        (``box_init_min_iou``), the colour models and the feature matching's target and
+        background sets are fitted again with that mask (cut to the box) as the label, as if
+        the caller had given it; the shape memory stays the box fit's. ``init_passes`` counts
+        the fits so made.
         """
+        self._fit(frame, box, feats, crop, init_mask)
+        self.init_passes = 0
+        cfg = self.cfg
+        if init_mask is not None or self.decoder is None or feats is None or crop is None:
+            return
+        height, width = frame.shape[:2]
+        x, y, w, h = (float(v) for v in box)
+        inside = np.zeros((height, width), np.uint8)
+        ix0, iy0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
+        ix1, iy1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
+        inside[iy0:iy1, ix0:ix1] = 1
+        for _ in range(int(cfg.box_init_passes)):
+            est = self.segment(frame, box, feats, crop)
+            mbox = est.box()
+            if (
+                mbox is None
+                or est.confidence < cfg.box_init_min_confidence
+                or iou_xywh(mbox, box) < cfg.box_init_min_iou
+            ):
+                break
+            shape = self._shape
+            self._fit(frame, box, feats, crop, est.full_mask((width, height)) * inside)
+            self._shape = shape  # the box fit's soft shape: a hard label's scored lower
+            self.init_passes += 1
+
+    def _fit(
+        self,
+        frame: np.ndarray,
+        box: Box,
+        feats: dict[str, torch.Tensor] | None,
+        crop: Crop | None,
+        init_mask: np.ndarray | None,
+    ) -> None:
+        """One fit of the per-target model on the first frame (see :meth:`initialize`)."""
         cfg = self.cfg
         win = self._window(frame, box)
         q = self._quantize(win.image)

@@ -189,7 +189,8 @@ def test_cached_features_are_the_trackers_crops(cached):
     s = cfg.search
     crop = search_crop((x + w / 2, y + h / 2), (w, h), s.search_area, s.crop_size, s.min_side)
     images, _ = augmented_crops(seq.frame(0), crop, cache_mod.augmentations(cfg))
-    feats = create_backbone(cfg, ["s8", "s16"]).extract(crops_to_tensor(images))
+    ref = cache_mod.reference_runtime(cfg)  # the cache holds the torch reference features
+    feats = create_backbone(ref, ["s8", "s16"]).extract(crops_to_tensor(images))
     stored = torch.from_numpy(np.asarray(cache.init["s8"][entry["row"]], np.float32))
     torch.testing.assert_close(stored, feats["s8"], rtol=2e-3, atol=2e-3)  # fp16 storage
 

@@ -103,6 +103,21 @@ def load_box_refiner(cfg: TrackerConfig) -> BoxRefinerFile | None:
     return ref
 
 
+def refinement_phase(slot: int, interval: int) -> int:
+    """Frame offset of the scheduled filter refinement for the target in ``slot``.
+
+    Why: every target refines its filter every ``memory.update_interval`` frames, and targets
+    set on the same frame would all refine on the same frames; with 4 targets that frame cost
+    4 refinements at once (stage_bench: per-frame p95 157 ms against a 103 ms mean). Offsets of
+    ``slot`` times the golden ratio, modulo the interval, spread any number of targets evenly
+    (0, 6, 2, 8, 4, ... for an interval of 10). Slot 0 keeps offset 0, so a single target
+    refines exactly as before.
+    """
+    if interval <= 0:
+        return 0
+    return int(slot * 0.6180339887 * interval) % interval
+
+
 class MultiTracker:
     """Track any number of targets, keyed by hashable ids, sharing one backbone pass per frame."""
 
@@ -202,6 +217,8 @@ class MultiTracker:
         refiner = self.box_refiner.refiner if self.box_refiner else None
         target = TargetTrack(cfg, self.device, head, self.learned, refiner)
         target.times = self.times
+        target.slot = self._free_slot(target_id)
+        target.update_phase = refinement_phase(target.slot, cfg.memory.update_interval)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
         crop = search_crop((cx, cy), box[2:], s.search_area, s.crop_size, s.min_side)
@@ -215,6 +232,11 @@ class MultiTracker:
         feats = self._extract(images)
         target.initialize(frame, box, crop, centres, feats, mask)
         self._targets[target_id] = target
+
+    def _free_slot(self, target_id: Hashable) -> int:
+        """Smallest slot no other target holds (a replaced id gives its slot back)."""
+        taken = {t.slot for tid, t in self._targets.items() if tid != target_id}
+        return next(i for i in range(len(taken) + 1) if i not in taken)
 
     def remove(self, target_id: Hashable) -> None:
         """Stop tracking ``target_id``; raises KeyError if it is unknown."""

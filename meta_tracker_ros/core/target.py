@@ -115,6 +115,10 @@ class TargetTrack:
         self.search_area = config.search.search_area
         self.reference = 1.0
         self.frame = 0
+        # Frames by which the scheduled filter refinement is shifted (MultiTracker.add spreads
+        # its targets' phases, so their refinements do not all land on the same frame).
+        self.update_phase = 0
+        self.slot = 0  # this target's index among the MultiTracker's (see update_phase)
         self.image_size = (1, 1)
         self._windows: dict[tuple[int, int], np.ndarray] = {}
         self._mask_size = (1.0, 1.0)  # the mask head's own extent (mask_fusion.extent_*)
@@ -348,7 +352,7 @@ class TargetTrack:
         steps = 0
         if hard:
             steps = m.hard_negative_steps
-        elif m.update_interval > 0 and self.frame % m.update_interval == 0:
+        elif m.update_interval > 0 and (self.frame + self.update_phase) % m.update_interval == 0:
             steps = m.update_steps
         if steps > 0:
             self.classifier.refine(*self.memory.samples(), steps, self.memory.energies())

@@ -135,3 +135,36 @@ def test_max_crop_size_resamples_wide_regions_and_skips_learning_from_them():
     assert set(shapes) == {(256, 256)}
     assert target._rescaled and not tracker._targets["a"]._rescaled
     assert target.memory.count == samples
+
+
+def test_targets_refine_their_filters_on_different_frames():
+    """Scheduled refinements of targets set on the same frame are spread over the interval
+    (slot phases 0, 6, 2 of 10), so no frame pays for all of them; one target keeps phase 0."""
+    frames = _frames(13)
+    tracker = create_multi_tracker(_config())
+    boxes = {"a": (60.0, 80.0, 50.0, 40.0), "b": (300.0, 150.0, 40.0, 50.0)}
+    boxes["c"] = (180.0, 60.0, 44.0, 44.0)
+    for tid, box in boxes.items():
+        tracker.add(tid, frames[0], box)
+    interval = tracker.config.memory.update_interval
+    assert [tracker._targets[t].update_phase for t in "abc"] == [0, 6, 2]
+    steps = tracker.config.memory.update_steps
+    refined: dict[str, set[int]] = {t: set() for t in "abc"}
+    for tid, target in tracker._targets.items():
+        original = target.classifier.refine
+
+        def record(*args, tid=tid, target=target, original=original):
+            if args[3] == steps:  # scheduled (a hard negative's immediate refit has its own)
+                refined[tid].add(target.frame)
+            return original(*args)
+
+        target.classifier.refine = record
+    for frame in frames[1:]:
+        tracker.track(frame)
+    assert refined["a"] == {interval}  # frame 10, as a single target always did
+    assert refined["b"] == {4} and refined["c"] == {8}
+    # Removing a target frees its slot for the next one; a replaced id keeps its own.
+    tracker.remove("b")
+    tracker.add("d", frames[0], boxes["b"])
+    tracker.add("c", frames[0], boxes["c"])
+    assert tracker._targets["d"].update_phase == 6 and tracker._targets["c"].update_phase == 2

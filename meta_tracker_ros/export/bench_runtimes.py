@@ -5,11 +5,10 @@ and torch CUDA fp16 / onnxruntime CUDA where a GPU is present) at batch 1 and 4.
 median over ``--iters`` runs after warm-up, per batch and per crop. On a shared machine the
 numbers move with other users' load; compare runtimes from the same run only.
 
-OpenVINO, when installed, is timed on the same ONNX file at fp32 and at its CPU default
-(bf16 where the CPU has it), with each output's largest error relative to torch's features
-printed beside the time: it is measured here, not a tracker backend, because at fp32 it was not
-faster than ONNX Runtime on the development CPU and the bf16 error has not been evaluated
-(README, runtime table).
+OpenVINO, when installed, is timed on the same ONNX file at fp32 and bf16 (bf16 only where
+the CPU computes it; the row names the precision OpenVINO used). Every row prints its largest
+feature error relative to torch's range beside the time: whether a runtime's error keeps the
+tracker's accuracy is then an evaluation run's question (runtime_guard's table).
 """
 
 from __future__ import annotations
@@ -46,32 +45,6 @@ def time_backbone(
     return samples
 
 
-class OpenVINOTimer:
-    """The exported backbone compiled by OpenVINO on the CPU, with ``extract`` like a Backbone."""
-
-    def __init__(self, onnx_path: Path, levels: list[str], threads: int, precision: str) -> None:
-        import openvino as ov
-
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if threads > 0:
-            config["INFERENCE_NUM_THREADS"] = threads
-        if precision == "f32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.model = ov.Core().compile_model(str(onnx_path), "CPU", config)
-        self.request = self.model.create_infer_request()
-        self.levels = list(levels)
-        self.device = torch.device("cpu")
-        hint = self.model.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-
-    def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.request.infer({0: images.numpy()})
-        return {
-            lv: torch.from_numpy(out[self.model.output(i)].copy())
-            for i, lv in enumerate(self.levels)
-        }
-
-
 def relative_errors(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> str:
     """Largest absolute difference over the reference's largest magnitude, per level."""
     parts = []
@@ -81,17 +54,22 @@ def relative_errors(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) 
     return ", ".join(parts)
 
 
-def openvino_timers(onnx_path: Path, levels: list[str], threads: int) -> list[tuple[str, object]]:
-    """OpenVINO at fp32 and at its CPU default precision, when the package is installed."""
+def openvino_runtimes(
+    onnx_path: Path, levels: list[str], threads: int
+) -> list[tuple[str, Backbone]]:
+    """The OpenVINO runtime at fp32 and bf16, when the package is installed."""
     try:
-        import openvino  # noqa: F401
-    except ImportError:
-        print("openvino: not installed (pip install openvino to time it)")
+        from meta_tracker_ros.core.backbone.alt_runtimes import OpenVINOBackbone
+    except ImportError:  # pragma: no cover - alt_runtimes imports nothing optional at import
         return []
-    out = []
-    for precision in ("f32", "default"):
-        timer = OpenVINOTimer(onnx_path, levels, threads, precision)
-        out.append((f"openvino cpu {timer.precision}", timer))
+    out: list[tuple[str, Backbone]] = []
+    for precision in ("fp32", "bf16"):
+        try:
+            backbone = OpenVINOBackbone(onnx_path, levels, precision=precision, num_threads=threads)
+        except ImportError:
+            print("openvino: not installed (pip install openvino to time it)")
+            return []
+        out.append((f"openvino cpu {backbone.precision}", backbone))
     return out
 
 
@@ -129,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             ort_cuda = ONNXRuntimeBackbone(onnx_path, levels, device="cuda")
             if ort_cuda.providers[0] != "CPUExecutionProvider":
                 runtimes.append((f"onnxruntime cuda ({ort_cuda.providers[0]})", ort_cuda))
-        runtimes += openvino_timers(onnx_path, levels, args.threads)  # type: ignore[arg-type]
+        runtimes += openvino_runtimes(onnx_path, levels, args.threads)
         probe = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
         reference = runtimes[0][1].extract(probe)
 

@@ -96,7 +96,8 @@ def run_once(
     node = rclpy.create_node("latency_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     received: dict[int, tuple[int, object]] = {}
 
     def on_tracks(msg) -> None:
@@ -162,6 +163,10 @@ def run_once(
     finally:
         graph.stop_node(proc)
         executor.shutdown()
+        # Join the spin thread before tearing down what it waits on: left running into the
+        # interpreter's exit, it ended some runs with "terminate called without an active
+        # exception" (the executor's C++ wait set torn down under it).
+        spinner.join(timeout=5.0)
         node.destroy_node()
         rclpy.shutdown(context=context)
     lat, ious, recv_times = [], [], []

@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         help="initialise trackers that take a mask with the first frame's ground-truth mask "
         "(mask sequences only; others get the box)",
     )
+    p.add_argument(
+        "--opencv-threads",
+        type=int,
+        help="cv2.setNumThreads for the whole run (default: OpenCV's own, all cores). CSRT and "
+        "KCF use OpenCV's threads while our trackers use runtime.num_threads (default half the "
+        "cores): 1 here with the config's num_threads at 1 compares them at equal threads",
+    )
     p.add_argument("--json", required=True, type=Path, help="write results here")
     p.add_argument("--markdown", type=Path, help="write a README-ready results table here")
     p.add_argument("--plots", type=Path, help="write success/precision/attribute PNGs here")
@@ -149,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is not None and not args.config.is_file():
         print(f"error: config {args.config} does not exist", file=sys.stderr)
         return 2
+    if args.opencv_threads is not None:
+        if args.opencv_threads < 1:
+            print("error: --opencv-threads must be at least 1", file=sys.stderr)
+            return 2
+        import cv2
+
+        cv2.setNumThreads(args.opencv_threads)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     if args.split:
         from meta_tracker_ros.training.data import load_clips, source_videos, split_clips

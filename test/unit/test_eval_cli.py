@@ -95,9 +95,22 @@ def test_cli_several_trackers_and_subsets(data: Path, tmp_path: Path) -> None:
         assert run["sequences"]["walk"]["frames"] == 4
 
 
+def test_cli_opencv_threads_applies_to_the_run(data: Path, tmp_path: Path) -> None:
+    """Baselines use OpenCV's threads: the flag sets them for the run and the JSON records it."""
+    out = tmp_path / "r.json"
+    before = cv2.getNumThreads()
+    try:
+        argv = ["--data", str(data), "--tracker", "csrt", "--json", str(out), "--no-progress"]
+        assert main([*argv, "--names", "walk", "--max-frames", "3", "--opencv-threads", "1"]) == 0
+        assert json.loads(out.read_text())["machine"]["opencv_threads"] == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
 @pytest.mark.parametrize(
     "extra",
     [
+        ["--tracker", "csrt", "--opencv-threads", "0"],
         ["--tracker", "nope"],
         ["--tracker", "csrt,csrt"],
         ["--tracker", "csrt", "--names", "missing"],

@@ -7,7 +7,9 @@ test_runtimes_engine_cache.py.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -129,11 +131,17 @@ def test_unknown_backend_falls_back(cache, caplog):
     assert "unknown runtime.backend 'tvm'" in caplog.text
 
 
+def _needs_openvino() -> None:
+    """Skip without OpenVINO; never ``import openvino`` here (that would send its telemetry)."""
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed")
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_openvino_through_factory_matches_torch(cache, precision):
     """fp32 within the export's parity tolerance; bf16 (where the CPU computes in it) within a
     few percent of each level's range, which the accuracy table then has to justify."""
-    pytest.importorskip("openvino", reason="openvino is not installed")
+    _needs_openvino()
     backbone = create_backbone(config(cache, backend="openvino", precision=precision), LEVELS)
     assert isinstance(backbone, alt_runtimes.OpenVINOBackbone)
     assert backbone.max_crops_per_call == 1
@@ -156,7 +164,7 @@ def test_openvino_through_factory_matches_torch(cache, precision):
 
 
 def test_openvino_refuses_an_unknown_precision(cache, caplog):
-    pytest.importorskip("openvino", reason="openvino is not installed")
+    _needs_openvino()
     with caplog.at_level(logging.WARNING, logger=FACTORY_LOG):
         backbone = create_backbone(config(cache, backend="openvino", precision="fp16"), ("s8",))
     assert isinstance(backbone, TorchBackbone)
@@ -171,3 +179,21 @@ def test_provider_choice():
     assert chosen[0][1]["trt_fp16_enable"] is True and chosen[0][1]["device_id"] == 1
     cpu_only = alt_runtimes.choose_ort_providers("cuda", ["CPUExecutionProvider"], "fp16", "/c")
     assert cpu_only == ["CPUExecutionProvider"]
+
+
+def test_openvino_is_imported_without_its_telemetry():
+    """``import openvino`` sends a usage event unless its telemetry package is unimportable;
+    the runtime's import goes through :func:`alt_runtimes.import_openvino`, which makes it so.
+    Run in a fresh interpreter: this test process may have imported OpenVINO already."""
+    _needs_openvino()
+    code = (
+        "import sys\n"
+        "from meta_tracker_ros.core.backbone.alt_runtimes import import_openvino\n"
+        "import_openvino()\n"
+        "from openvino.tools.ovc import telemetry_utils\n"
+        "print(telemetry_utils.tm.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip().endswith("telemetry_stub"), out.stdout + out.stderr

@@ -374,6 +374,25 @@ class ONNXRuntimeBackbone(Backbone):
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
+def import_openvino():
+    """``import openvino`` without its usage telemetry.
+
+    Why: ``import openvino`` imports its model converter, which sends an "import" event to
+    Google Analytics through the ``openvino_telemetry`` package (a dependency of the wheel, on
+    by default since 2026): strace showed a DNS query for www.google-analytics.com at import.
+    This package sends nothing off the machine, so the telemetry module is made unimportable
+    in this process before OpenVINO is first imported, and OpenVINO then falls back to its own
+    no-op stub. A process that imported OpenVINO earlier has already made its own choice.
+    """
+    import sys
+
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
+
+
 class OpenVINOBackbone(Backbone):
     """The exported backbone compiled by OpenVINO for the CPU, fp32 or bf16.
 
@@ -398,7 +417,7 @@ class OpenVINOBackbone(Backbone):
         input_size: int | None = None,
         weights_sha256: str | None = None,
     ) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         from meta_tracker_ros.core.backbone.efficientnet import lite0_spec
 

@@ -7,7 +7,8 @@ frame decoding, same timing window, same metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import cv2
@@ -27,6 +28,17 @@ def _factory(kind: str) -> Callable[[], Any]:
     raise RuntimeError(f"this OpenCV build has no {name}; install opencv-contrib-python(-headless)")
 
 
+@contextmanager
+def _opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV at ``n`` threads inside the block, the previous count after (0.5 us a pair)."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
 class OpenCVTracker:
     """An OpenCV single-object tracker as a project tracker.
 
@@ -36,9 +48,13 @@ class OpenCVTracker:
     (OpenCV exposes no confidence).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, threads: int | None = None) -> None:
         kind = kind.lower()
         self.kind = kind
+        # OpenCV's thread count is process-wide and the tracker sets it to its own budget
+        # (runtime.num_threads); a baseline runs on its own count, by default OpenCV's (every
+        # core), what a user wrapping CSRT in a node would get.
+        self.threads = int(threads) if threads else cv2.getNumberOfCPUs()
         self._create = _factory(kind)
         self._tracker: Any = None
         self._last: Box = (0.0, 0.0, 0.0, 0.0)
@@ -49,7 +65,8 @@ class OpenCVTracker:
         x, y, w, h = (float(v) for v in box)
         rect = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         self._tracker = self._create()
-        self._tracker.init(frame, rect)
+        with _opencv_threads(self.threads):
+            self._tracker.init(frame, rect)
         self._last = (x, y, w, h)
         self._since_seen = 0
 
@@ -57,7 +74,8 @@ class OpenCVTracker:
         """Advance one frame."""
         if self._tracker is None:
             raise RuntimeError("track() called before initialize()")
-        ok, rect = self._tracker.update(frame)
+        with _opencv_threads(self.threads):
+            ok, rect = self._tracker.update(frame)
         if ok:
             self._last = tuple(float(v) for v in rect)  # type: ignore[assignment]
             self._since_seen = 0
@@ -69,8 +87,8 @@ class OpenCVTracker:
 BASELINES = ("csrt", "kcf")
 
 
-def create_baseline(kind: str) -> OpenCVTracker:
-    """``OpenCVTracker`` for ``"csrt"`` or ``"kcf"``."""
+def create_baseline(kind: str, threads: int | None = None) -> OpenCVTracker:
+    """``OpenCVTracker`` for ``"csrt"`` or ``"kcf"`` (``threads``: OpenCV threads, default all)."""
     if kind.lower() not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
-    return OpenCVTracker(kind)
+    return OpenCVTracker(kind, threads)

@@ -95,16 +95,41 @@ def test_cli_several_trackers_and_subsets(data: Path, tmp_path: Path) -> None:
         assert run["sequences"]["walk"]["frames"] == 4
 
 
-def test_cli_opencv_threads_applies_to_the_run(data: Path, tmp_path: Path) -> None:
-    """Baselines use OpenCV's threads: the flag sets them for the run and the JSON records it."""
+def test_cli_opencv_threads_sets_the_baselines_threads(data: Path, tmp_path: Path) -> None:
+    """Baselines run on their own OpenCV thread count (default every core) and put back the
+    process's count after each call, which the tracker sets to runtime.num_threads."""
     out = tmp_path / "r.json"
+    argv = ["--data", str(data), "--tracker", "csrt", "--json", str(out), "--no-progress"]
+    assert main([*argv, "--names", "walk", "--max-frames", "3", "--opencv-threads", "1"]) == 0
+    assert json.loads(out.read_text())["machine"]["baseline_opencv_threads"] == 1
     before = cv2.getNumThreads()
+    seen: list[int] = []
+    tracker = create_baseline("kcf", 3)
+    _, seqs = load_sequences(data, "auto", ["walk"])
+    frame, box = seqs[0].frame(0), tuple(seqs[0].boxes[0])
+    tracker._create = lambda: _Recorder(seen)
     try:
-        argv = ["--data", str(data), "--tracker", "csrt", "--json", str(out), "--no-progress"]
-        assert main([*argv, "--names", "walk", "--max-frames", "3", "--opencv-threads", "1"]) == 0
-        assert json.loads(out.read_text())["machine"]["opencv_threads"] == 1
+        cv2.setNumThreads(1)  # what a tracker with runtime.num_threads 1 leaves set
+        tracker.initialize(frame, box)
+        tracker.track(frame)
+        assert seen == [3, 3] and cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)
+    assert create_baseline("csrt").threads == cv2.getNumberOfCPUs()
+
+
+class _Recorder:
+    """Stands in for an OpenCV tracker and records OpenCV's thread count at each call."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    def init(self, frame, rect) -> None:
+        self.seen.append(cv2.getNumThreads())
+
+    def update(self, frame):
+        self.seen.append(cv2.getNumThreads())
+        return True, (1, 1, 2, 2)
 
 
 @pytest.mark.parametrize(

@@ -30,11 +30,17 @@ def create_backbone(config: TrackerConfig, levels: Sequence[str]) -> Backbone:
         # The heads run on torch whatever runs the backbone: without this, an onnxruntime
         # backbone left torch at one thread per core, and in tracker_node (a loaded 2-core
         # CPU) the heads took 288 ms per frame instead of about 30 (latency_bench, speed.md).
+        # OpenCV too (the mask head's warps and guided filters): its pool defaults to every
+        # core and spin-waits between the tracker's small calls; at one thread the core ran
+        # 38.4 FPS against 34.0 with OpenCV's default two (evaluation --opencv-threads, same
+        # code, README).
+        import cv2
         import torch
 
         from meta_tracker_ros.core.config import cpu_threads
 
         torch.set_num_threads(cpu_threads(rt.num_threads))
+        cv2.setNumThreads(cpu_threads(rt.num_threads))
     if rt.backend == "auto":
         return _create_auto(config, levels, device)
     if rt.backend != "torch":

@@ -39,8 +39,9 @@ class SampleMemory:
         self.features = features.new_zeros((self.size, *features.shape[1:]))
         self.labels = labels.new_zeros((self.size, *labels.shape[1:]))
         self.weights = torch.zeros(self.size, device=labels.device)
-        self.energy = None if energy is None else torch.zeros(self.size, device=labels.device)
-        if self.energy is not None and energy is not None:
+        self.energy = None
+        if energy is not None:
+            self.energy = torch.zeros(self.size, device=labels.device)
             self.energy[:n] = energy
         self.features[:n] = features
         self.labels[:n] = labels

@@ -103,21 +103,6 @@ def load_box_refiner(cfg: TrackerConfig) -> BoxRefinerFile | None:
     return ref
 
 
-def refinement_phase(slot: int, interval: int) -> int:
-    """Frame offset of the scheduled filter refinement for the target in ``slot``.
-
-    Why: every target refines its filter every ``memory.update_interval`` frames, and targets
-    set on the same frame would all refine on the same frames; with 4 targets that frame cost
-    4 refinements at once (stage_bench: per-frame p95 157 ms against a 103 ms mean). Offsets of
-    ``slot`` times the golden ratio, modulo the interval, spread any number of targets evenly
-    (0, 6, 2, 8, 4, ... for an interval of 10). Slot 0 keeps offset 0, so a single target
-    refines exactly as before.
-    """
-    if interval <= 0:
-        return 0
-    return int(slot * 0.6180339887 * interval) % interval
-
-
 class MultiTracker:
     """Track any number of targets, keyed by hashable ids, sharing one backbone pass per frame."""
 
@@ -218,7 +203,6 @@ class MultiTracker:
         target = TargetTrack(cfg, self.device, head, self.learned, refiner)
         target.times = self.times
         target.slot = self._free_slot(target_id)
-        target.update_phase = refinement_phase(target.slot, cfg.memory.update_interval)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
         crop = search_crop((cx, cy), box[2:], s.search_area, s.crop_size, s.min_side)

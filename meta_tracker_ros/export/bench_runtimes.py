@@ -58,10 +58,8 @@ def openvino_runtimes(
     onnx_path: Path, levels: list[str], threads: int
 ) -> list[tuple[str, Backbone]]:
     """The OpenVINO runtime at fp32 and bf16, when the package is installed."""
-    try:
-        from meta_tracker_ros.core.backbone.alt_runtimes import OpenVINOBackbone
-    except ImportError:  # pragma: no cover - alt_runtimes imports nothing optional at import
-        return []
+    from meta_tracker_ros.core.backbone.alt_runtimes import OpenVINOBackbone
+
     out: list[tuple[str, Backbone]] = []
     for precision in ("fp32", "bf16"):
         try:

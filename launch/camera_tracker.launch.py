@@ -7,7 +7,7 @@ Then draw a target: ros2 run meta_tracker_ros select_target   (or --box x y w h)
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -36,6 +36,15 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "rviz", default_value="true", description="Start rviz2 with config/tracker.rviz"
+            ),
+            DeclareLaunchArgument(
+                "dds_profile",
+                default_value=str(share / "config" / "fastdds_large_messages.xml"),
+                description="Fast DDS profile for every node started here (large images over "
+                "shared memory; see README, Speed). A file of your own replaces it",
+            ),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile")
             ),
             Node(
                 package="v4l2_camera",

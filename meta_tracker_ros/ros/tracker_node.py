@@ -183,7 +183,10 @@ class TrackerNode(Node):
                 f"(supported: {', '.join(conv.COLOR_ENCODINGS)}); such frames are skipped",
             )
             return
-        self.worker.push_frame(stamp_ns(msg.header.stamp), msg)
+        stamp = stamp_ns(msg.header.stamp)
+        # The transport's share of the latency, meaningful when the stamp uses our clock (as
+        # latency_bench's client does); the worker drops values outside [0, 60) s.
+        self.worker.push_frame(stamp, msg, (self.get_clock().now().nanoseconds - stamp) / 1e9)
 
     def _on_depth(self, msg: Image) -> None:
         self._depth = [*self._depth[-7:], msg]  # a new list: readers never see it change

@@ -101,8 +101,11 @@ def valid_target_id(raw: Any) -> str:
     return tid
 
 
-# Node-side stages timed by the worker (see TrackerWorker.stage_means_ms).
-NODE_STAGES = ("decode", "publish")
+# Node-side stages timed by the worker (see TrackerWorker.stage_means_ms): ``wait`` is a
+# processed frame's time from its arrival to the start of its processing (the worker was busy
+# with the previous one), ``decode`` the message's conversion, ``publish`` the results callback.
+# The node adds ``receive`` (stamp to arrival, the transport) when it knows the stamp's clock.
+NODE_STAGES = ("wait", "decode", "publish")
 
 
 def configured_files(config: Any) -> str:
@@ -187,7 +190,9 @@ class TrackerWorker:
         self._tracker_s: deque[float] = deque(maxlen=120)
         # Node-side stages around the tracker (decode = image conversion, publish = results
         # callback: message building and publishing), for the per-stage diagnostics.
-        self._node_s: dict[str, deque[float]] = {k: deque(maxlen=120) for k in NODE_STAGES}
+        self._node_s: dict[str, deque[float]] = {
+            k: deque(maxlen=120) for k in (*NODE_STAGES, "receive")
+        }
 
     # ================================================================== life cycle
     def start(self) -> None:
@@ -242,10 +247,16 @@ class TrackerWorker:
             self.warn_throttled("process", f"frame skipped: {type(exc).__name__}: {exc}")
 
     # ================================================================== inputs
-    def push_frame(self, stamp: int, msg: Any) -> None:
-        """Keep ``msg`` (stamp in ns) as the newest frame and in the ring; wake the worker."""
+    def push_frame(self, stamp: int, msg: Any, receive_s: float | None = None) -> None:
+        """Keep ``msg`` (stamp in ns) as the newest frame and in the ring; wake the worker.
+
+        ``receive_s``: the message's delay from its stamp to this call, when the caller can
+        tell (the node, for stamps on its own clock); kept as the ``receive`` stage.
+        """
         frame = Frame(stamp, msg, self._clock())
         with self._lock:
+            if receive_s is not None and 0.0 <= receive_s < 60.0:
+                self._node_s["receive"].append(receive_s)
             if self._latest is not None:
                 self._dropped += 1
             self._latest = frame
@@ -450,6 +461,7 @@ class TrackerWorker:
             self._lost_reported = False
         if not ids and not self._want_image():
             return  # nothing to track: do not even decode the frame
+        waited = max(0.0, self._clock() - entry.received)
         t0 = time.perf_counter()
         image = self.image(entry)
         decoded = time.perf_counter() - t0
@@ -472,6 +484,7 @@ class TrackerWorker:
         t0 = time.perf_counter()
         self._on_results(entry, image, results)
         with self._lock:
+            self._node_s["wait"].append(waited)
             self._node_s["decode"].append(decoded)
             self._node_s["publish"].append(time.perf_counter() - t0)
 

@@ -55,16 +55,26 @@ def start_node(
     name: str,
     ros_args: list[str] | None = None,
     log_path: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
 ) -> subprocess.Popen:
-    """Start node executable ``name`` with ``--ros-args`` ``ros_args``; output to ``log_path``."""
+    """Start node executable ``name`` with ``--ros-args`` ``ros_args``; output to ``log_path``.
+
+    ``env`` adds variables to this process's environment for the node; a ``None`` value
+    removes one.
+    """
     cmd = executable(name) + (["--ros-args", *ros_args] if ros_args else [])
     out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    node_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            node_env.pop(key, None)
+        else:
+            node_env[key] = value
     return subprocess.Popen(
         cmd,
         stdout=out,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=node_env,
         start_new_session=True,  # SIGINT to the node only, not to us
     )
 

@@ -11,15 +11,20 @@ elsewhere for extra targets), and measures for every tracks message the time fro
 publication (its stamp, taken from the same clock just before publishing) to its reception.
 
 Prints latency p50/p95/max, the processed-frame rate (tracks messages per second), the
-fraction of frames dropped by the newest-frame-only policy, and for one target the success AUC
-of the boxes on the processed frames; ``--offline`` also runs the core on every frame in this
-process for the offline AUC of the same frames. Latency depends on the CPU load: say what else
-ran when reporting numbers.
+frames dropped by the newest-frame-only policy, the node's own means from ``/diagnostics``
+(``receive``: stamp to the image callback, i.e. transport; ``wait``: a processed frame's time
+queued behind the previous frame's step; ``tracker``; ``publish``: building and publishing the
+results), so the latency splits into transport, queueing and work, and for one target the
+success AUC of the boxes on the processed frames; ``--offline`` also runs the core on every
+frame in this process for the offline AUC of the same frames. ``--dds`` picks the Fast DDS
+profile of the two processes (default: the shipped large-message profile in both, as the launch
+files set it). Latency depends on the CPU load: say what else ran when reporting numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -67,8 +72,38 @@ def extra_boxes(first: tuple, size: tuple[int, int], count: int) -> list[tuple]:
     return out
 
 
+# The shipped Fast DDS profile for large images (32 MB shared-memory segment).
+PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+LARGE_PROFILE = graph.ROOT / "config" / "fastdds_large_messages.xml"
+
+
+def dds_environment(mode: str) -> tuple[dict[str, str | None], str | None]:
+    """(node env changes, client's profile file or None) for ``--dds`` ``mode``.
+
+    ``shm``: the shipped large-message profile in both processes (what the README recommends
+    for a same-host camera); ``client``: in the publishing client only; ``default``: in
+    neither (Fast DDS's built-in transports, whose 512 kB shared-memory segments cannot hold a
+    691 kB image, so it travels as UDP fragments over loopback); ``inherit``: whatever this
+    shell exports, for both.
+    """
+    profile = str(LARGE_PROFILE)
+    inherited = os.environ.get(PROFILE_VAR)
+    return {
+        "shm": ({PROFILE_VAR: profile}, profile),
+        "client": ({PROFILE_VAR: None}, profile),
+        "default": ({PROFILE_VAR: None}, None),
+        "inherit": ({}, inherited),
+    }[mode]
+
+
 def run_once(
-    frames, boxes, targets: int, rate: float, log: Path, extra: list[str] | None = None
+    frames,
+    boxes,
+    targets: int,
+    rate: float,
+    log: Path,
+    extra: list[str] | None = None,
+    dds: str = "shm",
 ) -> dict:
     """One tracker_node process, one publishing run; returns the measurements."""
     import rclpy
@@ -81,6 +116,7 @@ def run_once(
     from meta_tracker_ros.ros.conversions import bgr_to_image, msg_to_box
     from meta_tracker_ros.srv import SetTarget
 
+    node_env, client_profile = dds_environment(dds)
     proc = graph.start_node(
         "tracker_node",
         [
@@ -90,10 +126,18 @@ def run_once(
             *[a for p in extra or [] for a in ("-p", p)],
         ],
         log,
+        node_env,
     )  # fmt: skip
+    # Fast DDS reads the profile variable when this process's participant is created.
+    saved = os.environ.pop(PROFILE_VAR, None)
+    if client_profile:
+        os.environ[PROFILE_VAR] = client_profile
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("latency_bench", context=context)
+    os.environ.pop(PROFILE_VAR, None)
+    if saved is not None:
+        os.environ[PROFILE_VAR] = saved
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -192,6 +236,9 @@ def run_once(
         "node_received": diag.get("frames_received", "?"),
         "node_dropped": diag.get("frames_dropped", "?"),
         "tracker_ms": diag.get("tracker_ms_mean", "?"),
+        "receive_ms": diag.get("stage_receive_ms", "?"),
+        "wait_ms": diag.get("stage_wait_ms", "?"),
+        "publish_ms": diag.get("stage_publish_ms", "?"),
     }
 
 
@@ -220,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offline", action="store_true", help="also the offline AUC of the core")
     p.add_argument("--log-dir", type=Path, default=Path("/tmp"))
     p.add_argument(
+        "--dds",
+        choices=("shm", "client", "default", "inherit"),
+        default="shm",
+        help="Fast DDS profile: the shipped large-message profile in both processes (shm, the "
+        "recommended same-host setup), in the client only, in neither, or as exported",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -232,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     domain = graph.pick_domain_id()
     print(
         f"latency_bench: {args.sequence}, {len(frames)} frames at {size[0]}x{size[1]}, "
-        f"{args.rate:g} Hz, ROS_DOMAIN_ID={domain}"
+        f"{args.rate:g} Hz, ROS_DOMAIN_ID={domain}, --dds {args.dds}"
     )
     try:
         load = Path("/proc/loadavg").read_text().split()[:3]
@@ -242,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for n in args.targets:
         log = args.log_dir / f"latency_bench_{n}.log"
-        r = run_once(frames, boxes, n, args.rate, log, args.param)
+        r = run_once(frames, boxes, n, args.rate, log, args.param, args.dds)
         lat = r["latency"]
         print(
             f"targets={n}: latency p50={np.percentile(lat, 50):.1f} ms "
@@ -250,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['processed']}/{r['published']} frames, {r['processed_rate']:.1f} Hz "
             f"(published {r['publish_rate']:.1f} Hz) | init {r['init_s']:.2f} s | "
             f"AUC(target t0, processed frames)={r['auc']:.1f} | node: received "
-            f"{r['node_received']}, dropped {r['node_dropped']}, tracker {r['tracker_ms']} ms"
+            f"{r['node_received']}, dropped {r['node_dropped']}; mean ms: receive "
+            f"{r['receive_ms']}, wait {r['wait_ms']}, tracker {r['tracker_ms']}, publish "
+            f"{r['publish_ms']}"
         )
     if args.offline:
         print(f"offline core AUC on all {len(frames)} frames: {offline_auc(frames, boxes):.1f}")

@@ -134,6 +134,17 @@ def parse_launch_file(path: Path) -> list[LaunchNode]:
     return nodes
 
 
+def launch_environment(path: Path) -> dict[str, Any]:
+    """``{name: value}`` of every SetEnvironmentVariable, launch arguments at their defaults."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    resolver = _Resolver(launch_arguments(tree))
+    out = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and _name(call.func) == "SetEnvironmentVariable":
+            out[resolver.value(call.args[0])] = resolver.value(call.args[1])
+    return out
+
+
 def launch_files() -> list[Path]:
     """The package's launch files."""
     return sorted((ROOT / "launch").glob("*.launch.py"))

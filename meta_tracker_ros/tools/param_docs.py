@@ -97,10 +97,14 @@ node's name (`/tracker_node/tracks`).
 on a ROS install).
 
 Image QoS: depth 1, keep last; reliability `image_reliability` (default `auto`: reliable when
-every publisher of the topic is reliable, else best-effort, re-checked every second). Fast DDS
-drops large best-effort images (over about 512 kB, e.g. 640x360 bgr8) with default transports;
-for best-effort cameras export `FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_messages.xml`
-in every process. The params file sets `runtime.num_threads: 1`: with one torch thread per core
+every publisher of the topic is reliable, else best-effort, re-checked every second). Images
+over about 512 kB (640x360 bgr8 is 691 kB) do not fit Fast DDS's default shared-memory
+segments: reliable ones travel as UDP fragments over loopback (measured: 16-17 ms from stamp to
+the node's callback, against 6-7 ms with the shipped profile), best-effort ones are dropped.
+The launch files therefore export `FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_messages.xml`
+(32 MB shared-memory segments; launch argument `dds_profile`) for every node they start; the
+*publisher's* profile is what counts, so export it in the camera driver's process too when the
+camera is started elsewhere. The params file sets `runtime.num_threads: 1`: with one torch thread per core
 a node that shares the CPU with the rest of the graph oversubscribes it (measured: median
 latency 61 ms at 25 Hz with 1 thread vs 83 ms at 11 Hz with 2 on the 2-core CI machine).
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meta_tracker_ros.tools.launch_check import launch_files, parse_launch_file
+from meta_tracker_ros.tools.launch_check import (
+    launch_environment,
+    launch_files,
+    parse_launch_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
@@ -54,6 +58,20 @@ def test_launch_file_names_existing_things(path: Path):
         for arg in node.arguments:
             if arg.endswith(".rviz"):
                 assert Path(arg).is_file(), arg
+
+
+@pytest.mark.parametrize(
+    "name", ["tracker.launch.py", "camera_tracker.launch.py", "demo.launch.py"]
+)
+def test_launch_files_give_every_node_the_large_message_profile(name: str):
+    """Images of 691 kB do not fit Fast DDS's default 512 kB shared-memory segments; the
+    publisher's profile decides, so the files that start a camera (or the tracker's own debug
+    image publisher) set the shipped profile for every node they start."""
+    env = launch_environment(ROOT / "launch" / name)
+    profile = Path(str(env["FASTDDS_DEFAULT_PROFILES_FILE"]))
+    assert profile.is_file(), profile
+    text = profile.read_text()
+    assert "<type>SHM</type>" in text and "<segment_size>" in text
 
 
 def test_rviz_config_shows_the_debug_image():

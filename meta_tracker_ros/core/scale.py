@@ -34,6 +34,15 @@ class ScaleFilter:
         y = np.exp(-0.5 * (self.exponents / sigma) ** 2)
         self.yf = np.fft.fft(np.roll(y, -int(np.argmax(y))))
         self.window = np.hanning(n + 2)[1:-1]
+        # The DFT over scales as two real matrices: for 17 scales a (D, 17) @ (17, 17) product
+        # is several times faster than pocketfft's prime-length transform along the short axis
+        # (0.1 vs 0.6 ms for D = 3168 on one core), and equal to float64 rounding.
+        angle = -2.0 * np.pi * np.outer(np.arange(n), np.arange(n)) / n
+        self._dft_re = np.cos(angle)
+        self._dft_im = np.sin(angle)
+        k = int(cfg.sample_cells)
+        self._lin = ((torch.arange(k, dtype=torch.float32) + 0.5) / k - 0.5).view(1, -1)
+        self._factors = torch.as_tensor(self.factors, dtype=torch.float32).view(-1, 1)
         self.num: np.ndarray | None = None
         self.den: np.ndarray | None = None
 
@@ -47,25 +56,34 @@ class ScaleFilter:
     def _sample_one(
         self, feat: torch.Tensor, center: tuple[float, float], size: tuple[float, float]
     ) -> np.ndarray:
-        """(D, num_scales) matrix: ``feat`` (1, C, H, W) resampled at each scaled box."""
+        """(D, num_scales) matrix: ``feat`` (1, C, H, W) resampled at each scaled box.
+
+        One ``grid_sample`` over a (1, S*k, k) grid (the S scaled boxes stacked) instead of the
+        feature map expanded to S images: the same bilinear samples without S-fold batching.
+        """
         _, c, h, w = feat.shape
         k = int(self.cfg.sample_cells)
-        lin = (torch.arange(k, dtype=torch.float32) + 0.5) / k - 0.5  # in (-0.5, 0.5)
-        f = torch.as_tensor(self.factors, dtype=torch.float32).view(-1, 1, 1)
+        s = len(self.factors)
         pad = self.cfg.sample_padding
-        rows = center[0] + lin.view(1, -1, 1) * size[0] * pad * f  # (S, k, 1) cell coordinates
-        cols = center[1] + lin.view(1, 1, -1) * size[1] * pad * f  # (S, 1, k)
-        gy = ((2.0 * rows + 1.0) / h - 1.0).expand(-1, k, k)
-        gx = ((2.0 * cols + 1.0) / w - 1.0).expand(-1, k, k)
-        grid = torch.stack([gx, gy], dim=-1).to(feat.device)  # (S, k, k, 2)
-        s = grid.shape[0]
-        out = F.grid_sample(
-            feat.expand(s, -1, -1, -1), grid, mode="bilinear", align_corners=False
-        )  # (S, C, k, k)
-        return out.reshape(s, c * k * k).T.cpu().numpy().astype(np.float64)
+        rows = center[0] + self._lin * size[0] * pad * self._factors  # (S, k) cell coordinates
+        cols = center[1] + self._lin * size[1] * pad * self._factors
+        gy = ((2.0 * rows + 1.0) / h - 1.0).view(s, k, 1).expand(s, k, k)
+        gx = ((2.0 * cols + 1.0) / w - 1.0).view(s, 1, k).expand(s, k, k)
+        grid = torch.stack([gx, gy], dim=-1).view(1, s * k, k, 2).to(feat.device)
+        out = F.grid_sample(feat, grid, mode="bilinear", align_corners=False)  # (1, C, S*k, k)
+        out = out.view(c, s, k, k).permute(0, 2, 3, 1).reshape(c * k * k, s)
+        return out.cpu().numpy().astype(np.float64)
+
+    def _spectrum(self, maps) -> np.ndarray:
+        """(D, num_scales) DFT over the scale axis of :meth:`_sample`'s matrix."""
+        x = self._sample(maps)
+        out = np.empty(x.shape, np.complex128)
+        np.matmul(x, self._dft_re, out=out.real)
+        np.matmul(x, self._dft_im, out=out.imag)
+        return out
 
     def initialize(self, maps) -> None:
-        xf = np.fft.fft(self._sample(maps), axis=1)
+        xf = self._spectrum(maps)
         self.num = np.conj(self.yf)[None, :] * xf
         self.den = np.real(np.sum(xf * np.conj(xf), axis=0))
 
@@ -74,14 +92,14 @@ class ScaleFilter:
             self.initialize(maps)
             return
         lr = self.cfg.learning_rate
-        xf = np.fft.fft(self._sample(maps), axis=1)
+        xf = self._spectrum(maps)
         self.num = (1 - lr) * self.num + lr * np.conj(self.yf)[None, :] * xf
         self.den = (1 - lr) * self.den + lr * np.real(np.sum(xf * np.conj(xf), axis=0))
 
     def estimate(self, maps) -> float:
         """Multiplicative size change that best matches the model (1.0 = unchanged)."""
         assert self.num is not None and self.den is not None
-        zf = np.fft.fft(self._sample(maps), axis=1)
+        zf = self._spectrum(maps)
         lam = self.cfg.reg * float(self.den.mean())
         resp = np.real(np.fft.ifft(np.sum(np.conj(self.num) * zf, axis=0) / (self.den + lam)))
         # The label peak was rolled to index 0: index i means exponent i (wrapped).

@@ -123,12 +123,27 @@ def crop_image(frame: np.ndarray, crop: Crop, border: int = cv2.BORDER_REPLICATE
 
 
 def crops_to_tensor(
-    crops: Sequence[np.ndarray], device: torch.device | str = "cpu"
+    crops: Sequence[np.ndarray], device: torch.device | str = "cpu", contiguous: bool = False
 ) -> torch.Tensor:
-    """Stack BGR uint8 crops into a float (N, 3, H, W) RGB tensor in [0, 1] on ``device``."""
-    arr = np.stack(crops, axis=0)[..., ::-1]  # BGR -> RGB
-    t = torch.from_numpy(np.ascontiguousarray(arr)).to(device)
-    return t.permute(0, 3, 1, 2).float().div_(255.0)
+    """Stack BGR uint8 crops into a float (N, 3, H, W) RGB tensor in [0, 1] on ``device``.
+
+    One pass converts, reorders and scales (the same float32 values as ``uint8 / 255``).
+    ``contiguous=False`` returns a channels-last view, the memory layout the PyTorch runtime
+    has always been given (its convolutions choose kernels by layout, and another layout moves
+    features by about 4e-5); ``contiguous=True`` returns the NCHW array ONNX Runtime and
+    OpenVINO read, so they need no copy of their own (about 0.4 ms per 256 px crop).
+    """
+    arr = np.stack(crops, axis=0) if len(crops) != 1 else np.asarray(crops[0])[None]
+    n, h, w = arr.shape[:3]
+    if contiguous:
+        out = np.empty((n, 3, h, w), np.float32)
+        out[...] = arr.transpose(0, 3, 1, 2)[:, ::-1]  # BGR -> RGB
+        np.divide(out, 255.0, out=out)
+        return torch.from_numpy(out).to(device)
+    out = np.empty((n, h, w, 3), np.float32)
+    out[...] = arr[..., ::-1]
+    np.divide(out, 255.0, out=out)
+    return torch.from_numpy(out).to(device).permute(0, 3, 1, 2)
 
 
 def clamp_box(

@@ -159,7 +159,9 @@ class MultiTracker:
         parts = []
         for k in range(0, len(images), step):
             with self.times.measure("to_tensor"):
-                batch = crops_to_tensor(images[k : k + step], self.device)
+                batch = crops_to_tensor(
+                    images[k : k + step], self.device, self.backbone.contiguous_input
+                )
             with self.times.measure("backbone"):
                 parts.append(self.backbone.extract(batch))
         if len(parts) == 1:

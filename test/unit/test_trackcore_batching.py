@@ -168,3 +168,20 @@ def test_targets_refine_their_filters_on_different_frames():
     tracker.add("d", frames[0], boxes["b"])
     tracker.add("c", frames[0], boxes["c"])
     assert tracker._targets["d"].update_phase == 6 and tracker._targets["c"].update_phase == 2
+
+
+def test_crops_to_tensor_layouts_hold_the_same_values():
+    """Both layouts equal the plain ``RGB / 255`` conversion; only the memory order differs."""
+    import torch
+
+    from meta_tracker_ros.core.geometry import crops_to_tensor
+
+    rng = np.random.default_rng(4)
+    crops = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    plain = torch.stack([torch.from_numpy(c[..., ::-1].copy()) for c in crops])
+    plain = plain.permute(0, 3, 1, 2).float() / 255.0
+    for n in (1, 3):
+        view = crops_to_tensor(crops[:n])
+        flat = crops_to_tensor(crops[:n], contiguous=True)
+        assert torch.equal(view, plain[:n]) and torch.equal(flat, plain[:n])
+        assert flat.is_contiguous() and view.stride()[1] == 1  # NCHW / channels-last view

@@ -330,6 +330,7 @@ class ONNXRuntimeBackbone(Backbone):
         self._lock = threading.Lock()  # one run at a time per session binding
         if not self._on_gpu:  # CPU: batches cost more per crop (11.7 vs 13.8 ms, batch 1 vs 4)
             self.max_crops_per_call = 1
+            self.contiguous_input = True
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -445,6 +446,7 @@ class OpenVINOBackbone(Backbone):
         self._index = {lv: names.index(lv) for lv in self.spec.levels}
         self._lock = threading.Lock()  # one infer request, one run at a time
         self.max_crops_per_call = 1  # batch 4 cost more per crop at fp32 (13.1 vs 9.9 ms)
+        self.contiguous_input = True
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

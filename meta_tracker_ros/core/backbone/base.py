@@ -52,6 +52,9 @@ class Backbone(ABC):
     # Most crops the tracker should send per ``extract`` call (0: any number). A runtime sets
     # it where batching costs more than it saves (see TorchBackbone on the CPU).
     max_crops_per_call: int = 0
+    # Whether ``extract`` wants NCHW-contiguous images (runtimes that read a numpy array);
+    # the tracker builds them so (core.geometry.crops_to_tensor) instead of a channels-last view.
+    contiguous_input: bool = False
 
     @abstractmethod
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -16,7 +16,9 @@ class SampleMemory:
     """Preallocated ``(size, C, H, W)`` features and ``(size, 1, H, W)`` labels with weights.
 
     Each sample may carry a scalar ``energy`` (the classifier's :func:`sample_energy` of its
-    features, kept so a refinement need not recompute it from every stored spectrum).
+    features, kept so a refinement need not recompute it from every stored spectrum), and its
+    score map under the current filter (``scores``, valid only while every stored sample has
+    one for that filter: :meth:`scores_now`), so a refinement can skip correlating them again.
     """
 
     def __init__(self, size: int, init_weight_floor: float) -> None:
@@ -26,6 +28,8 @@ class SampleMemory:
         self.labels: torch.Tensor | None = None
         self.weights: torch.Tensor | None = None
         self.energy: torch.Tensor | None = None
+        self.scores: torch.Tensor | None = None
+        self._scores_valid = False
         self.count = 0
         self.num_init = 0
 
@@ -45,6 +49,8 @@ class SampleMemory:
             self.energy[:n] = energy
         self.features[:n] = features
         self.labels[:n] = labels
+        self.scores = labels.new_zeros((self.size, 1, *labels.shape[2:]))
+        self._scores_valid = False  # not scored by the filter yet
         self.weights[:n] = 1.0 / n
         self.count = self.num_init = n
 
@@ -54,10 +60,13 @@ class SampleMemory:
         label: torch.Tensor,
         learning_rate: float,
         energy: torch.Tensor | None = None,
+        score: torch.Tensor | None = None,
     ) -> None:
         """Insert one sample with weight ``learning_rate`` of the total; older ones decay.
 
-        ``energy`` is required when the memory was initialised with energies.
+        ``energy`` is required when the memory was initialised with energies. ``score``: the
+        sample's (1, 1, H, W) score map under the current filter; without it the stored scores
+        stop being valid until :meth:`set_scores`.
         """
         assert self.features is not None and self.labels is not None and self.weights is not None
         if self.count < self.size:
@@ -73,6 +82,10 @@ class SampleMemory:
             if energy is None:
                 raise ValueError("this memory keeps sample energies: pass the new sample's")
             self.energy[slot] = energy.reshape(-1)[0]
+        if score is None or self.scores is None:
+            self._scores_valid = False
+        else:
+            self.scores[slot] = score[0]
         init_sum = float(self.weights[: self.num_init].sum())
         rest = float(self.weights[self.num_init : self.count].sum())
         if init_sum < self.init_weight_floor and rest > 0:
@@ -85,6 +98,20 @@ class SampleMemory:
         assert self.features is not None and self.labels is not None and self.weights is not None
         n = self.count
         return self.features[:n], self.labels[:n], self.weights[:n]
+
+    def scores_now(self) -> torch.Tensor | None:
+        """The filled part's score maps when valid for the current filter, else None."""
+        if not self._scores_valid or self.scores is None:
+            return None
+        return self.scores[: self.count]
+
+    def set_scores(self, scores: torch.Tensor | None) -> None:
+        """Record the filled part's scores under a new filter (None: forget them)."""
+        if scores is None or self.scores is None:
+            self._scores_valid = False
+            return
+        self.scores[: self.count] = scores
+        self._scores_valid = True
 
     def energies(self) -> torch.Tensor | None:
         """The filled part's energies (``None`` when the memory keeps none)."""

@@ -243,7 +243,8 @@ class TargetTrack:
         x = self.projector(feats)
         hw = (int(x.shape[2]), int(x.shape[3]))
         xf = self.classifier.spectra(x)
-        score = self.classifier.scores_from_spectra(xf, hw)[0, 0].cpu().numpy()
+        score_map = self.classifier.scores_from_spectra(xf, hw)
+        score = score_map[0, 0].cpu().numpy()
         prev_pos, dims = self._cells(crop, self.center, self.size)
         use_window = not was_lost and self.states.misses == 0
         peak = find_peak(
@@ -288,7 +289,7 @@ class TargetTrack:
                 mask = self._run_mask(frame, feats, crop, state, peak.value)
         if state == TrackState.TRACKING:
             with self.times.measure("update"):
-                self._learn(x, xf, feats, crop, peak)
+                self._learn(x, xf, feats, crop, peak, score_map)
         box = self.box()
         return TrackResult(
             box=box,
@@ -351,8 +352,12 @@ class TargetTrack:
             out.append((feats[level][index : index + 1], (conv[0], conv[1]), size))
         return (out,)
 
-    def _learn(self, x: torch.Tensor, xf: torch.Tensor, feats, crop: Crop, peak) -> None:
-        """Confidence-gated memory write and the scheduled / immediate filter refinement."""
+    def _learn(self, x: torch.Tensor, xf: torch.Tensor, feats, crop: Crop, peak, score_map) -> None:
+        """Confidence-gated memory write and the scheduled / immediate filter refinement.
+
+        ``score_map`` is this frame's (1, 1, H, W) score under the current filter: stored with
+        the sample, so refinements reuse the memory's scores instead of recomputing them.
+        """
         cfg = self.cfg
         m = cfg.memory
         assert self.classifier is not None and self.memory.labels is not None
@@ -366,7 +371,7 @@ class TargetTrack:
         if tuple(x.shape[-2:]) == tuple(self.memory.labels.shape[-2:]):
             label = self.classifier.targets(tuple(x.shape[-2:]), [pos], dims)
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
-            self.memory.add(xf, label, lr, sample_energy(x))
+            self.memory.add(xf, label, lr, sample_energy(x), score_map)
         if cfg.scale.enabled:
             self.scale.update(*self._scale_input(x, feats, pos, dims))
         steps = 0
@@ -375,7 +380,9 @@ class TargetTrack:
         elif m.update_interval > 0 and (self.frame + self.update_phase) % m.update_interval == 0:
             steps = m.update_steps
         if steps > 0:
-            self.classifier.refine(*self.memory.samples(), steps, self.memory.energies())
+            mem = self.memory
+            scores = self.classifier.refine(*mem.samples(), steps, mem.energies(), mem.scores_now())
+            mem.set_scores(scores)
 
     def _run_mask(self, frame, feats, crop, state: TrackState, score: float):
         """Mask head (RTS-style): box from a confident mask, classifier box as the fallback."""

@@ -156,10 +156,37 @@ def test_fast_solver_path_matches_the_plain_formulation():
         fast = S.steepest_descent(w0, xf, targets, weights, mults, params, S.sample_energy(x))
     # The autograd path (training): broadcast products, energy from the spectra.
     slow = S.steepest_descent(w0.clone().requires_grad_(), xf, targets, weights, mults, params)
-    for a, b, ref in zip(fast, slow, want, strict=True):
+    # The tracker's path: the samples' scores under w0 known (scored when tracked).
+    with torch.no_grad():
+        known = S.scores_from_spectra(xf, w0, (hw, hw))
+        cached, after = S.descend(
+            w0, xf, targets, weights, mults, params, S.sample_energy(x), known
+        )
+    for a, b, d, ref in zip(fast, slow, cached, want, strict=True):
         torch.testing.assert_close(a, ref, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(b.detach(), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(d, ref, rtol=1e-4, atol=1e-5)
+    # ... and the scores it returns are the final filter's, ready for the next refinement.
+    torch.testing.assert_close(
+        after, S.scores_from_spectra(xf, want[-1], (hw, hw)), atol=1e-4, rtol=1e-4
+    )
     assert not torch.allclose(want[-1], w0, atol=1e-3)  # the steps did move the filter
+
+
+def test_memory_scores_are_valid_only_while_every_sample_has_one():
+    mem = SampleMemory(size=4, init_weight_floor=0.4)
+    first = torch.randn(2, 3, 5, 5)
+    mem.initialize(first, torch.zeros(2, 1, 5, 5), S.sample_energy(first))
+    assert mem.scores_now() is None  # the first frame's samples were never scored
+    mem.set_scores(torch.ones(2, 1, 5, 5))
+    f = torch.randn(1, 3, 5, 5)
+    mem.add(f, torch.zeros(1, 1, 5, 5), 0.3, S.sample_energy(f), torch.full((1, 1, 5, 5), 2.0))
+    got = mem.scores_now()
+    assert got is not None and got.shape == (3, 1, 5, 5) and float(got[2].mean()) == 2.0
+    mem.add(f, torch.zeros(1, 1, 5, 5), 0.3, S.sample_energy(f))  # no score: stale from now
+    assert mem.scores_now() is None
+    mem.set_scores(torch.zeros(4, 1, 5, 5))
+    assert mem.scores_now() is not None
 
 
 def test_memory_keeps_each_samples_energy_in_its_slot():

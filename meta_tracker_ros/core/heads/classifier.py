@@ -241,17 +241,23 @@ class FilterClassifier:
         weights: torch.Tensor,
         steps: int,
         energy: torch.Tensor | None = None,
-    ) -> None:
+        scores: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
         """``steps`` online-update iterations on memory samples (spectra, targets, weights).
 
         Uses the update step multipliers, which meta-training learns separately from the
         initialisation ones (Meta-Tracker: initialisation steps diverge when reused here).
-        ``energy`` is the samples' :func:`.solver.sample_energy` (the memory keeps it).
+        ``energy`` is the samples' :func:`.solver.sample_energy` (the memory keeps it);
+        ``scores`` their score maps under the current filter when known (see
+        :func:`.solver.descend`). Returns the samples' scores under the new filter (None when
+        ``steps`` is 0).
         """
         if steps <= 0:
-            return
+            return None
         mults = [self.params.update_step(i) for i in range(steps)]
-        self.filter = S.steepest_descent(
-            self.filter, xf, targets, weights, mults, self.params, energy
-        )[-1]
+        iterates, new_scores = S.descend(
+            self.filter, xf, targets, weights, mults, self.params, energy, scores
+        )
+        self.filter = iterates[-1]
         self._wf_key = None
+        return new_scores

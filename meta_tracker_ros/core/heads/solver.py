@@ -339,6 +339,23 @@ def steepest_descent(
 ) -> list[torch.Tensor]:
     """Steepest descent with exact Gauss-Newton line search; returns every iterate after ``w``.
 
+    See :func:`descend`, which also takes and returns the samples' scores.
+    """
+    return descend(w, xf, targets, weights, multipliers, params, energy)[0]
+
+
+def descend(
+    w: torch.Tensor,
+    xf: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    multipliers: list[torch.Tensor],
+    params: SolverParams,
+    energy: torch.Tensor | None = None,
+    scores: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Steepest descent with exact Gauss-Newton line search: (iterates after ``w``, scores).
+
     Loss: ``sum_j weights_j ||v * r_j||^2 + lam ||w||^2`` with ``r = s - y`` on target cells
     and ``max(s, 0)`` elsewhere (DiMP's hinge), ``v`` the spatial weight of ``targets`` (see
     :func:`label_maps`) and ``lam = reg x mean feature energy``. The direction is the gradient
@@ -350,6 +367,12 @@ def steepest_descent(
     samples with the new filter again (two passes over the spectra per iteration, not three).
     ``energy`` is the samples' :func:`sample_energy` when the caller keeps it (the tracker's
     memory does); without it the energy is recovered from the spectra.
+
+    ``scores``: the samples' (N, 1, H, W) score maps under ``w`` when the caller knows them
+    (the tracker scored each sample when it tracked that frame, and every refinement returns
+    the scores of its final filter): the first correlation pass over the spectra is then
+    skipped, a third of a one-step refinement. The second value returned is the samples'
+    scores under the last iterate.
     """
     h, w_ = targets.shape[-2:]
     kernel = (w.shape[2], w.shape[3])
@@ -369,7 +392,7 @@ def steepest_descent(
         return torch.fft.irfft2(sf, s=size)[:, :, :h, :w_]
 
     out = []
-    s = apply(w)
+    s = apply(w) if scores is None else scores
     for mult in multipliers:
         act = (fg | (s > 0)).to(s.dtype)
         r = torch.where(fg, s - y, s) * act
@@ -385,7 +408,7 @@ def steepest_descent(
         w = w - step * d
         s = s - step * sd
         out.append(w)
-    return out
+    return out, s
 
 
 def hinge_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,9 @@ class RuntimeConfig:
     max_batch: int = 4  # most crops per backbone pass a TensorRT engine accepts (targets)
     onnx_cache_dir: str = ""  # on-demand ONNX exports ("" = ~/.cache/meta_tracker_ros/onnx)
     force_engine_rebuild: bool = False  # rebuild the TensorRT engine even on a cache hit
+    # With 2, a target's memory update and filter refinement run beside its mask head
+    # (independent work: the same results) on a core the backbone's num_threads leave free.
+    head_threads: int = 1  # 2: update beside the mask head; 0: auto (2 if cores >= 2 x threads)
 
 
 @dataclass
@@ -331,6 +334,14 @@ def cpu_threads(requested: int) -> int:
     if requested > 0:
         return requested
     return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def head_threads(requested: int, num_threads: int) -> int:
+    """Threads for a target's heads (``runtime.head_threads``; 0: see RuntimeConfig)."""
+    if requested > 0:
+        return requested
+    cores = os.cpu_count() or 2
+    return 2 if cores >= 2 * cpu_threads(num_threads) else 1
 
 
 def default_config_path() -> Path:

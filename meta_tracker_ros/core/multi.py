@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from meta_tracker_ros.core.augment import augmentation_list, augmented_crops
 from meta_tracker_ros.core.backbone import LITE0_LEVELS, Backbone, create_backbone
-from meta_tracker_ros.core.config import TrackerConfig, load_config
+from meta_tracker_ros.core.config import TrackerConfig, head_threads, load_config
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
 from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
 from meta_tracker_ros.core.heads.box_refiner import SHIPPED as SHIPPED_REFINER
@@ -143,6 +144,13 @@ class MultiTracker:
         self._targets: dict[Hashable, TargetTrack] = {}
         self.frames = 0
         self.times = StageTimes()  # per-stage times of recent track() calls (timing.py)
+        if cfg.runtime.head_threads < 0:
+            raise ValueError(f"runtime.head_threads must be >= 0, got {cfg.runtime.head_threads}")
+        threads = head_threads(cfg.runtime.head_threads, cfg.runtime.num_threads)
+        # One helper thread is enough: targets step one after another, each hands it one job.
+        self._head_pool = (
+            ThreadPoolExecutor(threads - 1, thread_name_prefix="heads") if threads > 1 else None
+        )
 
     @property
     def ids(self) -> list[Hashable]:
@@ -204,6 +212,7 @@ class MultiTracker:
         refiner = self.box_refiner.refiner if self.box_refiner else None
         target = TargetTrack(cfg, self.device, head, self.learned, refiner)
         target.times = self.times
+        target.pool = self._head_pool
         target.slot = self._free_slot(target_id)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
@@ -123,6 +125,9 @@ class TargetTrack:
         self.states = StateMachine(config.localization)
         self.mask_head = mask_head
         self.refiner = refiner
+        # Helper thread for the memory update beside the mask head (MultiTracker sets it when
+        # runtime.head_threads > 1); None: one after the other.
+        self.pool: ThreadPoolExecutor | None = None
         self._refiner_strides = [LITE0_LEVELS[lv][1] for lv in REFINER_LEVELS]
         self._reference: Reference | None = None
         self.center = (0.0, 0.0)
@@ -284,12 +289,19 @@ class TargetTrack:
         self._clamp_state()
 
         mask = None
+        learning = None
+        if state == TrackState.TRACKING:
+            learning = partial(self._learn_timed, x, xf, feats, crop, peak, score_map)
+            # The update reads the box and writes the classifier, memory and scale filter; the
+            # mask head reads the box and writes its own models: independent, unless the mask
+            # moves the box (mask_fusion.box_weight > 0), which the update must see first.
+            if self.pool is not None and cfg.mask.enabled and cfg.mask_fusion.box_weight <= 0:
+                learning = self.pool.submit(learning).result
         if cfg.mask.enabled:
             with self.times.measure("mask"):
                 mask = self._run_mask(frame, feats, crop, state, peak.value)
-        if state == TrackState.TRACKING:
-            with self.times.measure("update"):
-                self._learn(x, xf, feats, crop, peak, score_map)
+        if learning is not None:
+            learning()  # the update itself, or waiting for (and re-raising from) its thread
         box = self.box()
         return TrackResult(
             box=box,
@@ -351,6 +363,11 @@ class TargetTrack:
             size = (dims[0] * s0 / s1, dims[1] * s0 / s1)
             out.append((feats[level][index : index + 1], (conv[0], conv[1]), size))
         return (out,)
+
+    @torch.no_grad()  # grad mode is per thread: the helper thread starts with it on
+    def _learn_timed(self, *args) -> None:
+        with self.times.measure("update"):
+            self._learn(*args)
 
     def _learn(self, x: torch.Tensor, xf: torch.Tensor, feats, crop: Crop, peak, score_map) -> None:
         """Confidence-gated memory write and the scheduled / immediate filter refinement.

@@ -9,6 +9,7 @@ of convolutions, so it is always on.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ CORE_STAGES = (
 class StageTimes:
     """Recent per-frame seconds per stage (a bounded window, so means follow the present).
 
-    One "frame" is one ``track`` call: stage times of all targets in that call add up.
+    One "frame" is one ``track`` call: stage times of all targets in that call add up. With
+    ``runtime.head_threads`` > 1 the update and mask stages overlap, so named stages can add up
+    to more than the total (then "other" is 0).
     """
 
     def __init__(self, window: int = 100) -> None:
@@ -40,6 +43,7 @@ class StageTimes:
         self._frames: deque[dict[str, float]] = deque(maxlen=window)
         self._current: dict[str, float] | None = None
         self._start = 0.0
+        self._lock = threading.Lock()  # stages may be added from the heads' helper thread
 
     def begin(self) -> None:
         """Start a frame (call at the top of ``track``)."""
@@ -48,8 +52,9 @@ class StageTimes:
 
     def add(self, stage: str, seconds: float) -> None:
         """Add ``seconds`` to ``stage`` of the current frame (ignored outside a frame)."""
-        if self._current is not None:
-            self._current[stage] = self._current.get(stage, 0.0) + seconds
+        with self._lock:
+            if self._current is not None:
+                self._current[stage] = self._current.get(stage, 0.0) + seconds
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:

@@ -35,6 +35,7 @@ READ_ONLY_SECTIONS = ("runtime", "backbone")
 # parameter name, first match wins; fields matching nothing get no range (any value of the type).
 TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("runtime.num_threads", (0, 256)),
+    ("runtime.head_threads", (0, 2)),
     ("runtime.max_batch", (1, 64)),
     ("backbone.mean", (0.0, 1.0)),
     ("backbone.std", (0.001, 10.0)),

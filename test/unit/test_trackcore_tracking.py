@@ -167,3 +167,29 @@ def test_box_refiner_changes_the_aspect_and_can_be_switched_off():
         assert (refine_ms > 0) == enabled
     assert aspects[False] == pytest.approx(1.0, abs=0.02)
     assert aspects[True] > 1.1, aspects
+
+
+@pytest.mark.data
+def test_update_beside_the_mask_head_gives_the_same_tracks():
+    """``runtime.head_threads: 2`` runs each target's memory update in a helper thread while
+    its mask head runs: independent work, so boxes, scores and masks must be identical."""
+    seq = DATA / "boxes" / "Car4_first400"
+    if not seq.is_dir():
+        pytest.skip(f"shared data not found at {DATA} (needs ../shared/data)")
+    gt = np.loadtxt(seq / "groundtruth.txt", delimiter=",")
+    gt[:, :2] -= 1
+    frames = [cv2.imread(str(p)) for p in sorted((seq / "img").glob("*.jpg"))[:25]]
+    second = (gt[0, 0] + 120, gt[0, 1] - 40, gt[0, 2], gt[0, 3])  # plus a background box
+    runs = []
+    for threads in (1, 2):
+        tracker = create_multi_tracker(
+            TrackerConfig().with_overrides({"runtime.head_threads": threads})
+        )
+        assert (tracker._head_pool is not None) == (threads == 2)
+        tracker.add("car", frames[0], tuple(gt[0]))
+        tracker.add("other", frames[0], second)
+        runs.append([tracker.track(f) for f in frames[1:]])
+    for one, two in zip(*runs, strict=True):
+        for tid in ("car", "other"):
+            assert one[tid].box == two[tid].box and one[tid].score == two[tid].score
+            assert np.array_equal(one[tid].mask, two[tid].mask)

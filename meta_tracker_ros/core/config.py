@@ -35,9 +35,10 @@ class RuntimeConfig:
     max_batch: int = 4  # most crops per backbone pass a TensorRT engine accepts (targets)
     onnx_cache_dir: str = ""  # on-demand ONNX exports ("" = ~/.cache/meta_tracker_ros/onnx)
     force_engine_rebuild: bool = False  # rebuild the TensorRT engine even on a cache hit
-    # With 2, a target's memory update and filter refinement run beside its mask head
-    # (independent work: the same results) on a core the backbone's num_threads leave free.
-    head_threads: int = 1  # 2: update beside the mask head; 0: auto (2 if cores >= 2 x threads)
+    # With 2, one target's memory update and filter refinement run beside its mask head, and
+    # several targets step two at a time (independent work: the same results), on a core the
+    # backbone's num_threads leave free.
+    head_threads: int = 1  # 2: heads on two threads; 0: auto (2 if cores >= 2 x num_threads)
 
 
 @dataclass

@@ -212,7 +212,6 @@ class MultiTracker:
         refiner = self.box_refiner.refiner if self.box_refiner else None
         target = TargetTrack(cfg, self.device, head, self.learned, refiner)
         target.times = self.times
-        target.pool = self._head_pool
         target.slot = self._free_slot(target_id)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
         s = cfg.search
@@ -276,6 +275,11 @@ class MultiTracker:
         vars(self).update(vars(fresh))
         return dropped
 
+    @staticmethod
+    @torch.no_grad()  # grad mode is per thread
+    def _step_all(frame: np.ndarray, jobs: list) -> dict[Hashable, TrackResult]:
+        return {tid: target.step(frame, mine, crop) for (tid, target), crop, mine in jobs}
+
     @torch.no_grad()
     def track(self, frame: np.ndarray) -> dict[Hashable, TrackResult]:
         """Advance every target by one frame: one backbone call for all of them."""
@@ -289,9 +293,19 @@ class MultiTracker:
                 crops = [t.next_crop() for _, t in targets]
                 images = [crop_image(frame, c) for c in crops]
             feats = self._extract_each(images)
+            jobs = list(zip(targets, crops, feats, strict=True))
             results: dict[Hashable, TrackResult] = {}
-            for (tid, target), crop, mine in zip(targets, crops, feats, strict=True):
-                results[tid] = target.step(frame, mine, crop)
+            pool = self._head_pool
+            if pool is not None and len(jobs) > 1:
+                # Several targets: every second one steps on the helper thread (targets share
+                # no state), each of them in turn inside its thread.
+                helper = pool.submit(self._step_all, frame, jobs[1::2])
+                results.update(self._step_all(frame, jobs[0::2]))
+                results.update(helper.result())
+                results = {tid: results[tid] for tid, _ in targets}  # insertion order
+            else:
+                for (tid, target), crop, mine in jobs:
+                    results[tid] = target.step(frame, mine, crop, pool)
             self.frames += 1
         finally:
             self.times.end()

@@ -125,9 +125,6 @@ class TargetTrack:
         self.states = StateMachine(config.localization)
         self.mask_head = mask_head
         self.refiner = refiner
-        # Helper thread for the memory update beside the mask head (MultiTracker sets it when
-        # runtime.head_threads > 1); None: one after the other.
-        self.pool: ThreadPoolExecutor | None = None
         self._refiner_strides = [LITE0_LEVELS[lv][1] for lv in REFINER_LEVELS]
         self._reference: Reference | None = None
         self.center = (0.0, 0.0)
@@ -213,8 +210,9 @@ class TargetTrack:
         y = self.classifier.targets(shape, positions, dims)
         n = x.shape[0]
         weights = torch.full((n,), 1.0 / n, device=self.device)
-        self.classifier.initialize(x, y, weights, positions[0], dims)
-        self.memory.initialize(self.classifier.spectra(x), y, sample_energy(x))
+        xf, scores = self.classifier.initialize(x, y, weights, positions[0], dims)
+        self.memory.initialize(xf, y, sample_energy(x))
+        self.memory.set_scores(scores)  # the first refinement need not score them again
         peak = float(self.classifier.scores(x[0:1]).max())
         self.reference = max(peak, self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
@@ -236,8 +234,18 @@ class TargetTrack:
             self._windows[shape] = hann2d(*shape)
         return self._windows[shape]
 
-    def step(self, frame: np.ndarray, feats: dict[str, torch.Tensor], crop: Crop) -> TrackResult:
-        """Localise, rescale, update state / memory / filter, run the mask head."""
+    def step(
+        self,
+        frame: np.ndarray,
+        feats: dict[str, torch.Tensor],
+        crop: Crop,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> TrackResult:
+        """Localise, rescale, update state / memory / filter, run the mask head.
+
+        ``pool``: a helper thread for the memory update beside the mask head (MultiTracker
+        passes one with ``runtime.head_threads`` > 1 and a single target); None: in turn.
+        """
         assert self.classifier is not None
         cfg = self.cfg
         self.frame += 1
@@ -295,8 +303,8 @@ class TargetTrack:
             # The update reads the box and writes the classifier, memory and scale filter; the
             # mask head reads the box and writes its own models: independent, unless the mask
             # moves the box (mask_fusion.box_weight > 0), which the update must see first.
-            if self.pool is not None and cfg.mask.enabled and cfg.mask_fusion.box_weight <= 0:
-                learning = self.pool.submit(learning).result
+            if pool is not None and cfg.mask.enabled and cfg.mask_fusion.box_weight <= 0:
+                learning = pool.submit(learning).result
         if cfg.mask.enabled:
             with self.times.measure("mask"):
                 mask = self._run_mask(frame, feats, crop, state, peak.value)

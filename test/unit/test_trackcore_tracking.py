@@ -170,26 +170,30 @@ def test_box_refiner_changes_the_aspect_and_can_be_switched_off():
 
 
 @pytest.mark.data
-def test_update_beside_the_mask_head_gives_the_same_tracks():
-    """``runtime.head_threads: 2`` runs each target's memory update in a helper thread while
-    its mask head runs: independent work, so boxes, scores and masks must be identical."""
+@pytest.mark.parametrize("count", [1, 2])
+def test_heads_on_two_threads_give_the_same_tracks(count: int):
+    """``runtime.head_threads: 2``: one target's memory update runs in a helper thread beside
+    its mask head; with several targets, every second target steps in the helper thread. All
+    of it is independent work, so boxes, scores and masks must be identical to one thread."""
     seq = DATA / "boxes" / "Car4_first400"
     if not seq.is_dir():
         pytest.skip(f"shared data not found at {DATA} (needs ../shared/data)")
     gt = np.loadtxt(seq / "groundtruth.txt", delimiter=",")
     gt[:, :2] -= 1
     frames = [cv2.imread(str(p)) for p in sorted((seq / "img").glob("*.jpg"))[:25]]
-    second = (gt[0, 0] + 120, gt[0, 1] - 40, gt[0, 2], gt[0, 3])  # plus a background box
+    boxes = {"car": tuple(gt[0]), "other": (gt[0, 0] + 120, gt[0, 1] - 40, gt[0, 2], gt[0, 3])}
+    boxes = dict(list(boxes.items())[:count])
     runs = []
     for threads in (1, 2):
         tracker = create_multi_tracker(
             TrackerConfig().with_overrides({"runtime.head_threads": threads})
         )
         assert (tracker._head_pool is not None) == (threads == 2)
-        tracker.add("car", frames[0], tuple(gt[0]))
-        tracker.add("other", frames[0], second)
+        for tid, box in boxes.items():
+            tracker.add(tid, frames[0], box)
         runs.append([tracker.track(f) for f in frames[1:]])
     for one, two in zip(*runs, strict=True):
-        for tid in ("car", "other"):
+        assert list(one) == list(two) == list(boxes)
+        for tid in boxes:
             assert one[tid].box == two[tid].box and one[tid].score == two[tid].score
             assert np.array_equal(one[tid].mask, two[tid].mask)

@@ -194,24 +194,26 @@ class FilterClassifier:
         weights: torch.Tensor,
         center: tuple[float, float],
         target_cells: tuple[float, float],
-    ) -> None:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Ridge init on sample 0 (target vs background patches), then the init iterations.
 
         ``center`` is the target's (row, col) cell in sample 0 and ``target_cells`` its
-        (height, width) in cells.
+        (height, width) in cells. Returns the samples' spectra and, after init iterations,
+        their scores under the final filter: what the sample memory starts from.
         """
         kh, kw = filter_size(self.cfg, target_cells)
         self.filter = S.ridge_filter(
             x[0:1], center, target_cells, kh, kw, self.cfg.ridge_negatives, self.params
         )
         self._wf_key = None
+        xf = self.spectra(x)
         mults = [m.exp() for m in self.params.log_init_steps]
-        if mults:
-            xf = self.spectra(x)
-            energy = S.sample_energy(x)
-            self.filter = S.steepest_descent(
-                self.filter, xf, targets, weights, mults, self.params, energy
-            )[-1]
+        if not mults:
+            return xf, None
+        energy = S.sample_energy(x)
+        iterates, scores = S.descend(self.filter, xf, targets, weights, mults, self.params, energy)
+        self.filter = iterates[-1]
+        return xf, scores
 
     # ------------------------------------------------------------------ Fourier-domain training
     def spectra(self, x: torch.Tensor) -> torch.Tensor:

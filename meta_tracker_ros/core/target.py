@@ -213,8 +213,8 @@ class TargetTrack:
         xf, scores = self.classifier.initialize(x, y, weights, positions[0], dims)
         self.memory.initialize(xf, y, sample_energy(x))
         self.memory.set_scores(scores)  # the first refinement need not score them again
-        peak = float(self.classifier.scores(x[0:1]).max())
-        self.reference = max(peak, self.cfg.localization.score_reference_floor)
+        first = self.classifier.scores(x[0:1])[0, 0]
+        self.reference = max(float(first.max()), self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
             self.scale.initialize(*self._scale_input(x[0:1], feats, positions[0], dims, 0))
         if self.refiner is not None:
@@ -225,7 +225,8 @@ class TargetTrack:
             )
         if self.mask_head is not None:
             fm = {lv: f[0:1] for lv, f in feats.items()}
-            self.mask_head.initialize(frame, box, fm, crop, init_mask)
+            score = first.cpu().numpy() / self.reference  # the decoder's score channel, if any
+            self.mask_head.initialize(frame, box, fm, crop, init_mask, score)
         self.frame = 0
 
     # ------------------------------------------------------------------ per frame
@@ -307,7 +308,7 @@ class TargetTrack:
                 learning = pool.submit(learning).result
         if cfg.mask.enabled:
             with self.times.measure("mask"):
-                mask = self._run_mask(frame, feats, crop, state, peak.value)
+                mask = self._run_mask(frame, feats, crop, state, score / self.reference)
         if learning is not None:
             learning()  # the update itself, or waiting for (and re-raising from) its thread
         box = self.box()
@@ -409,8 +410,11 @@ class TargetTrack:
             scores = self.classifier.refine(*mem.samples(), steps, mem.energies(), mem.scores_now())
             mem.set_scores(scores)
 
-    def _run_mask(self, frame, feats, crop, state: TrackState, score: float):
-        """Mask head (RTS-style): box from a confident mask, classifier box as the fallback."""
+    def _run_mask(self, frame, feats, crop, state: TrackState, score: np.ndarray):
+        """Mask head (RTS-style): box from a confident mask, classifier box as the fallback.
+
+        ``score``: this frame's score map over ``crop`` / the reference peak (decoder input).
+        """
         h, w = frame.shape[:2]
         if state == TrackState.LOST:
             return np.zeros((h, w), np.uint8)
@@ -425,7 +429,7 @@ class TargetTrack:
         mf = self.cfg.mask_fusion
         box = self.box()
         work = self._mask_extent_box() if mf.extent_weight > 0 else box
-        est = self.mask_head.segment(frame, work, feats, crop)
+        est = self.mask_head.segment(frame, work, feats, crop, score)
         mbox = est.box()
         if (
             state == TrackState.TRACKING

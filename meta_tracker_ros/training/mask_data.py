@@ -7,6 +7,11 @@ the ground-truth box, or from the ground-truth mask in ``mask_init_prob`` of the
 ``MaskHead.decoder_inputs`` on a later frame around a jittered box (centre and scale errors
 like the tracker's), with the backbone run on the tracker's own search crops.
 
+With ``score_map`` every episode also fits the tracker's own classifier on its first frame
+(``core.target.TargetTrack``: the same augmented crops, projection, filter and reference peak
+as a tracker start) and each sample gets that filter's score map on the sample's search crop,
+divided by the reference peak, as the decoder's ``score`` channel, as the tracker gives it.
+
 "Lucid data dreaming" (``synthetic_share`` of the episodes): the target is cut out of its frame
 with its ground-truth mask and pasted, moved, scaled and rotated, onto frames of *another*
 training clip, for the first frame and for the later one; a few dozen clips so give thousands
@@ -29,11 +34,15 @@ import cv2
 import numpy as np
 import torch
 
+from meta_tracker_ros.core.augment import augmentation_list, augmented_crops
 from meta_tracker_ros.core.backbone import create_backbone
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
-from meta_tracker_ros.core.heads.mask_decoder import CUES, POOL
+from meta_tracker_ros.core.heads.learned import SHIPPED as SHIPPED_CLASSIFIER
+from meta_tracker_ros.core.heads.mask_decoder import CUES, POOL, SCORE_CUES
 from meta_tracker_ros.core.heads.mask_head import MaskHead
+from meta_tracker_ros.core.multi import load_classifier
+from meta_tracker_ros.core.target import TargetTrack
 from meta_tracker_ros.evaluation.datasets import Sequence
 from meta_tracker_ros.training.cache import reference_runtime
 from meta_tracker_ros.training.data import data_key
@@ -68,7 +77,14 @@ class MaskDataConfig:
     # from the first, see a head updated (MaskHead.update, the tracker's confidence gate) from
     # the training-free masks of the nearer ones, at most this many times (0: first-frame head).
     online_updates: int = 0
+    # The classifier's score map as a decoder input (the ``score`` channel, SCORE_CUES).
+    score_map: bool = False
     seed: int = 0
+
+    @property
+    def cues(self) -> tuple[str, ...]:
+        """The decoder input channels these samples hold."""
+        return SCORE_CUES if self.score_map else CUES
 
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -131,19 +147,28 @@ def moved(rng: random.Random, matrix: np.ndarray, box) -> np.ndarray:
 def sample_key(cfg: TrackerConfig, clips: list[Sequence], root: str | Path, dcfg) -> str:
     """Hash of everything that changes the samples."""
     episodes = asdict(dcfg)
-    if not episodes.get("online_updates"):
-        del episodes["online_updates"]  # added later: keys of caches made before it stay valid
+    for name in ("online_updates", "score_map"):
+        if not episodes.get(name):
+            del episodes[name]  # added later: keys of caches made before them stay valid
     desc = {
         "version": SAMPLE_VERSION,
         "mask": {k: v for k, v in asdict(cfg.mask).items() if k not in _NOT_CUES},
         "crop": [cfg.search.search_area, cfg.search.crop_size, cfg.search.min_side],
         "backbone": [cfg.backbone.name, cfg.backbone.weights],
         "levels": LEVELS,
-        "cues": list(CUES),
+        "cues": list(dcfg.cues),
         "data": data_key(root, clips),
         "episodes": episodes,
         "clips": [c.name for c in clips],
     }
+    if dcfg.score_map:  # the score maps come from the classifier as configured and shipped
+        c = cfg.classifier
+        path = Path(c.weights_path or SHIPPED_CLASSIFIER) if c.learned else None
+        desc["classifier"] = {
+            "config": asdict(c),
+            "memory": asdict(cfg.memory),
+            "file": hashlib.sha256(path.read_bytes()).hexdigest() if path else None,
+        }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -153,6 +178,7 @@ class HeadRunner:
     def __init__(self, cfg: TrackerConfig) -> None:
         self.cfg = cfg
         self.backbone = create_backbone(reference_runtime(cfg), LEVELS)
+        self._learned = None  # the learned classifier file, loaded on first use
 
     def feats(self, frame: np.ndarray, box) -> tuple[dict[str, torch.Tensor], object]:
         s = self.cfg.search
@@ -168,13 +194,61 @@ class HeadRunner:
         head.initialize(frame, box, feats, crop, mask)
         return head
 
-    def sample(self, head: MaskHead, frame, box, gt_mask, update: bool = False):
-        """Decoder inputs and label; ``update``: then update ``head`` as the tracker would."""
+    def target(self, frame, box) -> TargetTrack:
+        """The tracker's classifier for ``box``, fitted as at a tracker start (no mask head).
+
+        The core's own TargetTrack.initialize on the tracker's augmented first crops, so the
+        filter, projection and reference peak are the ones a tracker start would have.
+        """
+        cfg = self.cfg
+        device = self.backbone.device
+        if self._learned is None and cfg.classifier.learned:
+            self._learned = load_classifier(cfg, device)
+        track = TargetTrack(cfg, device, None, self._learned, None)
+        s, c = cfg.search, cfg.classifier
+        x, y, w, h = box
+        crop = search_crop((x + w / 2, y + h / 2), (w, h), s.search_area, s.crop_size, s.min_side)
+        augs = (
+            augmentation_list(c.augment_shift, c.augment_blur, c.augment_rotations)
+            if c.augment
+            else []
+        )
+        images, centres = augmented_crops(frame, crop, augs)
+        with torch.no_grad():
+            feats = self.backbone.extract(crops_to_tensor(images, device))
+            track.initialize(frame, box, crop, centres, feats, None)
+        return track
+
+    @staticmethod
+    def score(track: TargetTrack, feats: dict[str, torch.Tensor]) -> np.ndarray:
+        """``track``'s score map on a crop's features / its reference (as TargetTrack.step)."""
+        assert track.classifier is not None
+        with torch.no_grad():
+            x = track.projector(feats)
+            hw = (int(x.shape[2]), int(x.shape[3]))
+            xf = track.classifier.spectra(x)
+            score = track.classifier.scores_from_spectra(xf, hw)[0, 0].cpu().numpy()
+        return score / track.reference
+
+    def sample(
+        self,
+        head: MaskHead,
+        frame,
+        box,
+        gt_mask,
+        update: bool = False,
+        track: TargetTrack | None = None,
+    ):
+        """Decoder inputs and label; ``update``: then update ``head`` as the tracker would.
+
+        With ``track`` (see :meth:`target`) the inputs hold its score map on this crop.
+        """
         feats, crop = self.feats(frame, box)
-        full, grid, _, _ = head.decoder_inputs(frame, box, feats, crop)
+        score = self.score(track, feats) if track is not None else None
+        full, grid, _, _ = head.decoder_inputs(frame, box, feats, crop, score)
         label = head.window_mask(gt_mask, frame, box)
         if update:
-            est = head.segment(frame, box, feats, crop)
+            est = head.segment(frame, box, feats, crop, score)
             if est.confidence >= self.cfg.mask_fusion.update_min_confidence:
                 head.update(frame, est, box)
         return full[0].numpy(), grid[0].numpy(), label
@@ -250,16 +324,17 @@ def generate(
             if box0 is None:
                 continue
             head = runner.head(img0, box0, m0 if rng.random() < dcfg.mask_init_prob else None)
+            track = runner.target(img0, box0) if dcfg.score_map else None
             updates = dcfg.online_updates
             for im, mk in views:
                 bt = mask_box(mk)
                 if bt is None:
                     continue
                 box = _jitter(rng, bt, dcfg, (im.shape[1], im.shape[0]))
-                full, grid, label = runner.sample(head, im, box, mk, updates > 0)
+                full, grid, label = runner.sample(head, im, box, mk, updates > 0, track)
                 updates -= 1
                 h, w = label.shape
-                fp = np.zeros((len(CUES), n, n), np.float16)
+                fp = np.zeros((len(dcfg.cues), n, n), np.float16)
                 fp[:, : full.shape[1], : full.shape[2]] = full
                 gp = np.zeros((grid.shape[0], g, g), np.float16)
                 gp[:, : grid.shape[1], : grid.shape[2]] = grid

@@ -199,12 +199,16 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
     log.info("samples: %d train, %d val (%s)", len(tr["label"]), len(va["label"]), sample_dir)
 
     channels = [LITE0_LEVELS[lv][2] for lv in LEVELS]
-    model = MaskDecoder(channels, width=cfg.width)
+    cues = cfg.episodes.cues
+    if tr["full"].shape[1] != len(cues):
+        raise ValueError(f"samples in {sample_dir} have {tr['full'].shape[1]} maps, want {cues}")
+    model = MaskDecoder(channels, width=cfg.width, cues=cues)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = MaskDecoder(channels, width=cfg.width) if cfg.ema > 0 else model
+    ema = MaskDecoder(channels, width=cfg.width, cues=cues) if cfg.ema > 0 else model
     ema.load_state_dict(model.state_dict())
     gen = torch.Generator().manual_seed(cfg.seed)
     out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the checkpoint is written before the file
     ckpt = out.with_suffix(out.suffix + ".ckpt")
     history: dict = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_accuracy": []}
     history["val_j_training_free"] = []
@@ -295,7 +299,7 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
         "levels": list(LEVELS),
         "work_size": int(tracker_cfg.mask.work_size),
         "context": float(tracker_cfg.mask.context),
-        "cues": list(CUES),
+        "cues": list(cues),
         "samples_key": sample_dir.name,
         "train_clips": [c.name for c in train],
         "val_clips": [c.name for c in val],
@@ -343,7 +347,11 @@ def _parser() -> argparse.ArgumentParser:
         if f.name == "seed":
             continue  # --seed sets both
         kind = type(getattr(e, f.name))
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(e, f.name))
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, action="store_true", default=getattr(e, f.name))
+        else:
+            p.add_argument(flag, type=kind, default=getattr(e, f.name))
     return p
 
 

@@ -15,12 +15,15 @@ from meta_tracker_ros.core.backbone import LITE0_LEVELS
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.heads.mask_decoder import (
     CUES,
+    FORMAT,
+    SCORE_CUES,
     SHIPPED,
     MaskDecoder,
     load_decoder,
     save_decoder,
 )
 from meta_tracker_ros.core.heads.mask_head import MaskHead
+from meta_tracker_ros.core.heads.weights_file import read_versioned
 from meta_tracker_ros.evaluation.datasets import load_sequences
 from meta_tracker_ros.training.mask_data import (
     LEVELS,
@@ -262,3 +265,76 @@ def test_box_init_passes_stop_at_the_gate_and_without_a_decoder():
         assert head.init_passes == 0 and np.array_equal(head._hist_fg0, base._hist_fg0)
     free, _, _ = _box_init_head(None, f0, box0, runner, box_init_passes=2)
     assert free.init_passes == 0
+
+
+def _score_samples():
+    seq = _clip(TRAIN, CLIP)
+    dcfg = MaskDataConfig(inits_per_clip=1, targets_per_init=3, score_map=True)
+    return generate(TrackerConfig(), [seq], [seq], dcfg, False, False)
+
+
+def test_score_map_samples_hold_the_classifiers_response_on_the_target():
+    data = _score_samples()
+    assert data["full"].shape[1] == len(SCORE_CUES)
+    score = data["full"][:, SCORE_CUES.index("score")].astype(np.float32)
+    valid = data["full"][:, SCORE_CUES.index("valid")] > 0.5
+    label = data["label"] > 0
+    assert np.isfinite(score).all() and score.max() <= 2.0 and score.min() >= -1.0
+    # The filter fitted on the first frame answers on the target, not around it.
+    for s, v, lab in zip(score, valid, label, strict=True):
+        assert s[lab & v].mean() > s[~lab & v].mean() + 0.05
+
+
+def test_score_map_decoder_trains_and_round_trips(tmp_path):
+    data = _score_samples()
+    full = torch.from_numpy(data["full"].astype(np.float32))
+    feats = torch.from_numpy(data["feats"].astype(np.float32))
+    label = torch.from_numpy(data["label"].astype(np.float32))[:, None]
+    valid = full[:, CUES.index("valid") : CUES.index("valid") + 1]
+    torch.manual_seed(0)
+    model = MaskDecoder([LITE0_LEVELS[lv][2] for lv in LEVELS], cues=SCORE_CUES)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = loss_fn(model(full, feats), label, valid, 1.0)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        assert float(loss_fn(model(full, feats), label, valid, 1.0)) < float(loss.detach())
+    path = tmp_path / "score.pt"
+    meta = {"backbone": "efficientnet-lite0", "levels": LEVELS, "work_size": 128}
+    save_decoder(path, model, {**meta, "context": 2.0, "cues": list(SCORE_CUES)})
+    again = load_decoder(path)
+    assert again.decoder.cues == SCORE_CUES
+    again.check("efficientnet-lite0", LEVELS, 128, 2.0)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(full, feats), again.decoder(full, feats))
+    # A reader of the first format (version 1) refuses the file by its version.
+    with pytest.raises(ValueError, match="file version 2"):
+        read_versioned(path, FORMAT, 1, "mask decoder file", "")
+    # Meta that disagrees with the stored decoder's cue list is named.
+    save_decoder(path, model, {**meta, "context": 2.0, "cues": list(CUES)})
+    with pytest.raises(ValueError, match="cues"):
+        load_decoder(path).check("efficientnet-lite0", LEVELS, 128, 2.0)
+
+
+def test_heads_build_the_inputs_their_decoder_reads():
+    seq = _clip(TRAIN, CLIP)
+    f0, f5 = seq.frame(0), seq.frame(5)
+    box0, box5 = mask_box(seq.mask(0)), mask_box(seq.mask(5))
+    channels = [LITE0_LEVELS[lv][2] for lv in LEVELS]
+    runner = HeadRunner(TrackerConfig())
+    track = runner.target(f0, box0)
+    feats, crop = runner.feats(f5, box5)
+    score = runner.score(track, feats)
+    for cues in (CUES, SCORE_CUES):
+        head, _ = _head(MaskDecoder(channels, cues=cues).eval(), f0, box0)
+        full, _, _, _ = head.decoder_inputs(f5, box5, feats, crop, score)
+        assert full.shape[1] == len(cues)  # a plain decoder ignores the score map
+        est = head.segment(f5, box5, feats, crop, score)
+        assert est.prob.max() <= 1.0 and est.prob.min() >= 0.0
+    # Without a map, a score decoder reads zeros ("no classifier evidence").
+    none, _, _, _ = head.decoder_inputs(f5, box5, feats, crop)
+    assert not none[0, -1].any() and full[0, -1].any()
+    if SHIPPED.is_file():  # the shipped file and the tracker's default agree on the cues
+        assert load_decoder(SHIPPED).decoder.cues in (CUES, SCORE_CUES)

@@ -11,6 +11,9 @@ and bring in what the cues lack (the backbone's stride-4/8/16 features, i.e. obj
 Inputs, on the mask head's working window (long side ``work_size``):
 
 * ``full`` (B, 9, H, W) at window resolution: the cue maps (``CUES``) and the window's colours;
+  a decoder trained with the classifier's score map (``SCORE_CUES``, RTS's instance branch) has
+  a tenth channel, ``score``: the target filter's response on the search crop, divided by the
+  target's first-frame peak and resampled onto the window;
 * ``feats`` (B, sum(channels), H/4, W/4): backbone levels sampled at the centre of every 4x4
   cell of the window.
 
@@ -23,7 +26,9 @@ BatchNorm statistics meaningless, and frozen BatchNorm would be an identity here
 
 The file format mirrors the learned classifier's (``learned.py``): one versioned ``torch.save``
 with the tensors and what they were trained for; :meth:`MaskDecoderFile.check` names a
-mismatch with the tracker's configuration.
+mismatch with the tracker's configuration. Version 2 adds the decoder's cue list to the file
+(version 1 files, all without the score map, are still read); a version-1 reader refuses a
+version-2 file by its version rather than failing on tensor shapes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from torch.nn import functional as F
 from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
 
 FORMAT = "meta_tracker_ros.mask_decoder"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # versions this code reads (1: no cue list in the body, always CUES)
 
 # The file shipped inside the package (``mask.weights_path: ""`` with ``mask.learned: true``).
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "mask_decoder.pt"
@@ -47,6 +53,11 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "mask_decoder.pt"
 # Full-resolution input channels, in order (MaskHead.decoder_inputs builds them). Logits are
 # divided by LOGIT_SCALE so every channel is of order one.
 CUES = ("color", "prior", "shape", "feature", "fused", "valid", "b", "g", "r")
+# The same plus the classifier's score map (divided by the target's first-frame peak score,
+# clipped to SCORE_RANGE): what a decoder trained with ``--score-map`` reads.
+SCORE_CUES = (*CUES, "score")
+KNOWN_CUES = (CUES, SCORE_CUES)
+SCORE_RANGE = (-1.0, 2.0)
 LOGIT_SCALE = 4.0
 POOL = 4  # stage-1 stride in window pixels
 
@@ -54,11 +65,20 @@ POOL = 4  # stage-1 stride in window pixels
 class MaskDecoder(nn.Module):
     """Two-stage conv decoder (see the module docstring); a few tens of thousands of weights."""
 
-    def __init__(self, channels: list[int], reduce: int = 8, width: int = 32) -> None:
+    def __init__(
+        self,
+        channels: list[int],
+        reduce: int = 8,
+        width: int = 32,
+        cues: tuple[str, ...] | list[str] = CUES,
+    ) -> None:
         super().__init__()
+        if tuple(cues) not in KNOWN_CUES:
+            raise ValueError(f"unknown mask decoder cue list {list(cues)}; known: {KNOWN_CUES}")
         self.channels = list(channels)
+        self.cues = tuple(cues)  # the channels of ``full``, in order
         self.reduce = nn.ModuleList(nn.Conv2d(c, reduce, 1) for c in channels)
-        c_in = reduce * len(channels) + len(CUES)
+        c_in = reduce * len(channels) + len(self.cues)
         self.coarse = nn.Sequential(
             nn.Conv2d(c_in, width, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -83,7 +103,7 @@ class MaskDecoder(nn.Module):
         nn.init.zeros_(self.fine[-1].bias)
 
     def forward(self, full: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) mask logits from ``full`` (B, 9, H, W) and ``feats`` (B, C, H/4, W/4).
+        """(B, 1, H, W) logits from ``full`` (B, len(cues), H, W) and ``feats`` (B, C, H/4, W/4).
 
         H and W must be multiples of ``POOL`` (the caller pads the window).
         """
@@ -96,7 +116,7 @@ class MaskDecoder(nn.Module):
         coarse = self.coarse(torch.cat(parts, dim=1))
         up = F.interpolate(coarse, size=full.shape[-2:], mode="bilinear", align_corners=False)
         fused = full[:, CUES.index("fused") : CUES.index("fused") + 1]
-        rgb = full[:, CUES.index("b") :]
+        rgb = full[:, CUES.index("b") : CUES.index("r") + 1]
         fine = self.fine(torch.cat([up, fused, rgb], dim=1))
         return self.skip * fused + up + fine
 
@@ -115,7 +135,7 @@ class MaskDecoderFile:
             "levels": list(levels),
             "work_size": int(work_size),
             "context": float(context),
-            "cues": list(CUES),
+            "cues": list(self.decoder.cues),
         }
         for key, value in want.items():
             if self.meta.get(key) != value:
@@ -133,6 +153,7 @@ def save_decoder(path: str | Path, decoder: MaskDecoder, meta: dict[str, Any]) -
         "channels": list(decoder.channels),
         "reduce": int(decoder.reduce[0].out_channels),
         "width": int(decoder.coarse[0].out_channels),
+        "cues": list(decoder.cues),
         "tensors": {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()},
         "meta": meta,
     }
@@ -144,11 +165,14 @@ def load_decoder(path: str | Path) -> MaskDecoderFile:
     data, meta = read_versioned(
         path,
         FORMAT,
-        VERSION,
+        READS,
         "mask decoder file",
         "train one with python -m meta_tracker_ros.training mask, or set mask.learned: false",
     )
-    decoder = MaskDecoder(list(data["channels"]), int(data["reduce"]), int(data["width"]))
+    cues = tuple(data.get("cues", CUES))  # version 1: always the plain cues
+    if cues not in KNOWN_CUES:
+        raise ValueError(f"{path}: unknown cue list {list(cues)}, this code knows {KNOWN_CUES}")
+    decoder = MaskDecoder(list(data["channels"]), int(data["reduce"]), int(data["width"]), cues)
     try:
         decoder.load_state_dict(data["tensors"])
     except RuntimeError as exc:

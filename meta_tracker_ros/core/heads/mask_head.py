@@ -46,7 +46,14 @@ import torch
 
 from meta_tracker_ros.core.config import MaskConfig
 from meta_tracker_ros.core.geometry import Crop, iou_xywh
-from meta_tracker_ros.core.heads.mask_decoder import CUES, LOGIT_SCALE, POOL, MaskDecoder
+from meta_tracker_ros.core.heads.mask_decoder import (
+    CUES,
+    LOGIT_SCALE,
+    POOL,
+    SCORE_CUES,
+    SCORE_RANGE,
+    MaskDecoder,
+)
 from meta_tracker_ros.core.types import Box
 
 _EPS = 1e-6
@@ -185,8 +192,12 @@ class MaskHead:
         feats: dict[str, torch.Tensor] | None = None,
         crop: Crop | None = None,
         init_mask: np.ndarray | None = None,
+        score: np.ndarray | None = None,
     ) -> None:
         """Learn the colour models and the shape memory from the first frame.
+
+        ``score``: the classifier's score map on ``crop`` (see :meth:`segment`), for the
+        decoder's passes below.
 
         With ``init_mask`` the user's mask is the label. With a box only, the box interior is a
         provisional foreground label; ``init_iters`` GrabCut-like rounds then segment the frame
@@ -213,7 +224,7 @@ class MaskHead:
         ix1, iy1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
         inside[iy0:iy1, ix0:ix1] = 1
         for _ in range(int(cfg.box_init_passes)):
-            est = self.segment(frame, box, feats, crop)
+            est = self.segment(frame, box, feats, crop, score)
             mbox = est.box()
             if (
                 mbox is None
@@ -283,15 +294,18 @@ class MaskHead:
         box: Box,
         feats: dict[str, torch.Tensor] | None = None,
         crop: Crop | None = None,
+        score: np.ndarray | None = None,
     ) -> MaskEstimate:
         """Segment the target around ``box``; ``feats``/``crop`` (the search crop's) feed step 5.
 
         With a decoder (and features), the decoder's mask replaces the fused cues' mask.
+        ``score``: the classifier's (H, W) score map on ``crop`` divided by the target's
+        reference peak, read only by a decoder trained with it (zeros when not given).
         """
         win, cues = self._cues(frame, box, feats, crop)
         prob = cues["fused"]
         if self.decoder is not None and feats is not None and crop is not None:
-            full, grid_feats = self._decoder_inputs(win, cues, feats, crop)
+            full, grid_feats = self._decoder_inputs(win, cues, feats, crop, score)
             dev = self.decoder.skip.device
             with torch.no_grad():
                 logit = self.decoder(full.to(dev), grid_feats.to(dev))
@@ -308,14 +322,16 @@ class MaskHead:
         box: Box,
         feats: dict[str, torch.Tensor],
         crop: Crop,
+        score: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, _Window, np.ndarray]:
         """What the decoder sees for ``box`` (for training): full maps, grid features, window.
 
         Also returns the fused cues' probability (the training-free head's answer) so that
-        training can score the baseline on the same samples.
+        training can score the baseline on the same samples. Without a decoder the maps are
+        ``CUES``, plus ``score`` (``SCORE_CUES``) when a score map is given.
         """
         win, cues = self._cues(frame, box, feats, crop)
-        full, grid_feats = self._decoder_inputs(win, cues, feats, crop)
+        full, grid_feats = self._decoder_inputs(win, cues, feats, crop, score)
         return full, grid_feats, win, cues["fused"]
 
     def window_mask(self, mask: np.ndarray, frame: np.ndarray, box: Box) -> np.ndarray:
@@ -357,8 +373,13 @@ class MaskHead:
         cues: dict[str, np.ndarray],
         feats: dict[str, torch.Tensor],
         crop: Crop,
+        score: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, len(CUES), H, W) maps padded to a multiple of POOL, (1, C, H/4, W/4) features."""
+        """(1, len(cues), H, W) maps padded to a multiple of POOL, (1, C, H/4, W/4) features."""
+        if self.decoder is not None:
+            names = self.decoder.cues
+        else:
+            names = SCORE_CUES if score is not None else CUES
         w, h = win.size
         wp, hp = -(-w // POOL) * POOL, -(-h // POOL) * POOL
         maps = {
@@ -372,8 +393,10 @@ class MaskHead:
         rgb = win.image.astype(np.float32) / 255.0 - 0.5
         for i, name in enumerate(("b", "g", "r")):
             maps[name] = rgb[..., i]
-        full = np.zeros((len(CUES), hp, wp), np.float32)
-        for i, name in enumerate(CUES):
+        if "score" in names:
+            maps["score"] = self._score_window(win, crop, score)
+        full = np.zeros((len(names), hp, wp), np.float32)
+        for i, name in enumerate(names):
             full[i, :h, :w] = maps[name]
         full[:, ~np.pad(win.valid, ((0, hp - h), (0, wp - w)))] = 0.0  # and the padding
         gw, gh = wp // POOL, hp // POOL
@@ -391,6 +414,23 @@ class MaskHead:
                 ).cpu()
             )
         return torch.from_numpy(full)[None], torch.cat(cols, dim=1)
+
+    def _score_window(self, win: _Window, crop: Crop, score: np.ndarray | None) -> np.ndarray:
+        """The classifier's score map on ``crop`` resampled to ``win``'s pixels, clipped.
+
+        Why: it is the tracker's instance evidence (RTS's instance branch), which tells the
+        target from a similar-looking distractor the colour and matching cues confuse. The map
+        covers the crop like the backbone features, so the same grid maps window pixels into it.
+        """
+        w, h = win.size
+        if score is None:
+            return np.zeros((h, w), np.float32)
+        grid = _crop_grid(win, crop, np.arange(w) + 0.5, np.arange(h) + 0.5)
+        s = torch.as_tensor(np.asarray(score, np.float32))[None, None]
+        out = torch.nn.functional.grid_sample(
+            s, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )[0, 0].numpy()
+        return np.clip(out, *SCORE_RANGE).astype(np.float32)
 
     def update(self, frame: np.ndarray, estimate: MaskEstimate, box: Box) -> None:
         """Blend confident colour statistics and the mask shape into the memories.

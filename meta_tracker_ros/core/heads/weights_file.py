@@ -26,7 +26,7 @@ def write_versioned(path: str | Path, fmt: str, version: int, body: dict[str, An
 def read_versioned(
     path: str | Path,
     fmt: str,
-    version: int,
+    version: int | tuple[int, ...],
     what: str,
     missing: str,
     device: torch.device | str = "cpu",
@@ -34,7 +34,8 @@ def read_versioned(
     """The stored dict and its metadata (with "path" added).
 
     FileNotFoundError names ``what`` the file is and says ``missing`` (what to do instead);
-    ValueError for a file of another format or version.
+    ValueError for a file of another format or version (``version``: the one version this code
+    reads, or a tuple of them when a newer format still reads its older files).
     """
     path = Path(path)
     if not path.is_file():
@@ -42,8 +43,10 @@ def read_versioned(
     data = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise ValueError(f"{path} is not a {fmt} file")
-    if data.get("version") != version:
-        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {version}")
+    versions = (version,) if isinstance(version, int) else tuple(version)
+    if data.get("version") not in versions:
+        shown = versions[0] if len(versions) == 1 else list(versions)
+        raise ValueError(f"{path}: file version {data.get('version')}, this code reads {shown}")
     meta = dict(data.get("meta", {}))
     meta["path"] = str(path)
     return data, meta

@@ -38,7 +38,7 @@ class RuntimeConfig:
     # With 2, one target's memory update and filter refinement run beside its mask head, and
     # several targets step two at a time (independent work: the same results), on a core the
     # backbone's num_threads leave free.
-    head_threads: int = 1  # 2: heads on two threads; 0: auto (2 if cores >= 2 x num_threads)
+    head_threads: int = 0  # 2: heads on two threads; 0: auto (2 if cores >= 2 x num_threads)
 
 
 @dataclass

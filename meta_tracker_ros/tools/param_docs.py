@@ -38,7 +38,11 @@ YAML_HEADER = (
 # thread per core then oversubscribes the cores and spin-waiting threads stall each other:
 # measured on the 2-core CI machine under load, 1 thread gave median latency 61 ms at 25 Hz,
 # 2 threads 83 ms at 11 Hz and p95 above a second. Raise it on an otherwise idle many-core CPU.
-ROS_OVERRIDES: dict[str, object] = {"runtime.num_threads": 1}
+# The same holds for the heads' helper thread (runtime.head_threads): offline it made a frame
+# 13-26 % faster on the idle 2-core machine, but in the node beside a 30 Hz camera client it
+# gained nothing (latency_bench, 2 rounds: 1 target tracker 38-41 vs 41-43 ms) and slowed 4
+# targets (tracker 125-130 vs 98-121 ms, p50 147-150 vs 124-143 ms).
+ROS_OVERRIDES: dict[str, object] = {"runtime.num_threads": 1, "runtime.head_threads": 1}
 
 
 def tracker_config() -> TrackerConfig:

@@ -188,6 +188,16 @@ class NodeConfig:
         default=1.0,
         metadata={"description": "Period (s) of /diagnostics messages", "range": (0.1, 60.0)},
     )
+    gil_switch_interval: float = field(
+        default=0.001,
+        metadata={
+            "description": "Python's thread switch interval (s) in the node's process: the "
+            "worker's tracking holds the GIL between library calls, and at Python's default "
+            "0.005 the executor threads wait for it to take images and service calls",
+            "range": (0.0001, 0.1),
+            "read_only": True,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------ specs

@@ -6,6 +6,7 @@ call the node's callbacks directly, so they are fast and need no waiting.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -66,6 +67,17 @@ def test_bad_override_raises_configuration_error_naming_the_parameter(context):
         _node(context, [Parameter("lost_timeout", value=99999.0)])
     with pytest.raises(ConfigurationError, match="lost_timout"):
         _node(context, [Parameter("lost_timout", value=2.0)])
+
+
+def test_switch_interval_follows_the_parameter_and_is_restored(context):
+    before = sys.getswitchinterval()
+    node = _node(context, [Parameter("gil_switch_interval", value=0.002)])
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        node.shutdown()
+        node.destroy_node()
+    assert sys.getswitchinterval() == before
 
 
 def test_guarded_callbacks_log_once_and_never_raise(context):

@@ -189,11 +189,11 @@ class NodeConfig:
         metadata={"description": "Period (s) of /diagnostics messages", "range": (0.1, 60.0)},
     )
     gil_switch_interval: float = field(
-        default=0.001,
+        default=0.005,
         metadata={
-            "description": "Python's thread switch interval (s) in the node's process: the "
-            "worker's tracking holds the GIL between library calls, and at Python's default "
-            "0.005 the executor threads wait for it to take images and service calls",
+            "description": "Python's thread switch interval (s) in the node's process "
+            "(Python's default 0.005): the worker's tracking holds the GIL between library "
+            "calls while the executor threads wait for it; 0.001 looked better in a short A/B",
             "range": (0.0001, 0.1),
             "read_only": True,
         },

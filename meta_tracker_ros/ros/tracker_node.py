@@ -76,9 +76,9 @@ class TrackerNode(Node):
         super().__init__("tracker_node", **kwargs)
         self._node_specs = {s.name: s for s in node_specs()}
         self.node_cfg = NodeConfig(**declare(self, list(self._node_specs.values())))
-        # Process-wide; measured with latency_bench (two rounds, 1 ms vs Python's 5 ms): 4
-        # targets p50 125-126 vs 136-137 ms, 1 target 56.5 vs 57.5-77 ms, and no run where the
-        # executor received under 130 of 149 images (one at 5 ms received 48).
+        # Process-wide. latency_bench, two rounds of 1 ms vs Python's 5 ms: 4 targets p50
+        # 125-126 vs 136-137 ms, 1 target 56.5 vs 57.5-77 ms; too few runs to change the
+        # default (docs/speed.md), so it stays Python's unless set.
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(self.node_cfg.gil_switch_interval)
         self._tracker_specs, self.config = declare_tracker(self, self.node_cfg.config_file)
@@ -137,7 +137,19 @@ class TrackerNode(Node):
         )
 
     def _log(self, level: str, text: str) -> None:
-        getattr(self.get_logger(), level)(text)
+        """Log at ``level`` (info | warning | error), one call site per severity.
+
+        rclpy refuses a second severity from one call site ("Logger severity cannot be changed
+        between calls"): a single ``getattr(logger, level)(text)`` line raised in the worker
+        thread when it logged a warning after an info, and the worker died with it.
+        """
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text)
+        elif level == "warning":
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     def _warn_once(self, key: str, level: str, text: str) -> None:
         """Log ``text`` once per ``key``; at most ``_MAX_WARNED`` keys (they come from input)."""

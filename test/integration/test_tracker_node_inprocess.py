@@ -80,6 +80,18 @@ def test_switch_interval_follows_the_parameter_and_is_restored(context):
     assert sys.getswitchinterval() == before
 
 
+def test_log_takes_every_severity_from_one_node(context):
+    """rclpy refuses a second severity from one call site; ``_log`` must not (the worker logs
+    info and warnings through it, and an exception there ended the worker thread)."""
+    node = _node(context)
+    try:
+        for level in ("info", "warning", "error", "info", "warning"):
+            node._log(level, f"severity check {level}")
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
 def test_guarded_callbacks_log_once_and_never_raise(context):
     node = _node(context)
     try:

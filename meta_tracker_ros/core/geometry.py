@@ -138,12 +138,12 @@ def crops_to_tensor(
     if contiguous:
         out = np.empty((n, 3, h, w), np.float32)
         out[...] = arr.transpose(0, 3, 1, 2)[:, ::-1]  # BGR -> RGB
-        np.divide(out, 255.0, out=out)
-        return torch.from_numpy(out).to(device)
-    out = np.empty((n, h, w, 3), np.float32)
-    out[...] = arr[..., ::-1]
+    else:
+        out = np.empty((n, h, w, 3), np.float32)
+        out[...] = arr[..., ::-1]
     np.divide(out, 255.0, out=out)
-    return torch.from_numpy(out).to(device).permute(0, 3, 1, 2)
+    t = torch.from_numpy(out).to(device)
+    return t if contiguous else t.permute(0, 3, 1, 2)
 
 
 def clamp_box(

@@ -147,10 +147,9 @@ class MultiTracker:
         if cfg.runtime.head_threads < 0:
             raise ValueError(f"runtime.head_threads must be >= 0, got {cfg.runtime.head_threads}")
         threads = head_threads(cfg.runtime.head_threads, cfg.runtime.num_threads)
-        # One helper thread is enough: targets step one after another, each hands it one job.
-        self._head_pool = (
-            ThreadPoolExecutor(threads - 1, thread_name_prefix="heads") if threads > 1 else None
-        )
+        # One helper thread is all there is work for: track() hands it at most one job at a
+        # time (one target's update, or every second target), so more threads would idle.
+        self._head_pool = ThreadPoolExecutor(1, thread_name_prefix="heads") if threads > 1 else None
 
     @property
     def ids(self) -> list[Hashable]:

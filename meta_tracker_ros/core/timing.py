@@ -79,6 +79,15 @@ class StageTimes:
     def clear(self) -> None:
         self._frames.clear()
 
+    def latest(self) -> dict[str, float] | None:
+        """The last finished frame's stage seconds (a copy), or None before the first."""
+        frames = self._frames
+        return dict(frames[-1]) if frames else None
+
+    def append(self, frame: dict[str, float]) -> None:
+        """Add a finished frame's stage seconds recorded elsewhere (another process's tracker)."""
+        self._frames.append(dict(frame))
+
     def __len__(self) -> int:
         return len(self._frames)
 

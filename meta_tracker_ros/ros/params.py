@@ -198,6 +198,15 @@ class NodeConfig:
             "read_only": True,
         },
     )
+    tracker_process: bool = field(
+        default=True,
+        metadata={
+            "description": "Run the tracker in a child process (its own Python interpreter "
+            "lock, frames through shared memory) instead of a thread of the node's process, "
+            "where it competes with the executor for the lock",
+            "read_only": True,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------ specs

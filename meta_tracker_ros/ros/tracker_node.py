@@ -87,7 +87,7 @@ class TrackerNode(Node):
         self._info: CameraInfo | None = None
         self._depth: list[Any] = []  # the newest depth images, bounded in _on_depth
         self.worker = TrackerWorker(
-            tracker_factory or _default_factory,
+            tracker_factory or self._default_factory,
             self.config,
             self.node_cfg,
             decode=self._decode,
@@ -381,17 +381,21 @@ class TrackerNode(Node):
         ]
         self.pub_diag.publish(out)
 
+    def _default_factory(self, config: TrackerConfig) -> Any:
+        """The core tracker: in a child process (``tracker_process``) or in this one."""
+        if self.node_cfg.tracker_process:
+            from meta_tracker_ros.core.tracker_process import create_tracker_process
+
+            return create_tracker_process(config)
+        from meta_tracker_ros.core import create_multi_tracker
+
+        return create_multi_tracker(config)
+
     # ================================================================== life cycle
     def shutdown(self) -> None:
         """Stop the worker thread (call before destroy_node); restore the switch interval."""
         self.worker.stop()
         sys.setswitchinterval(self._switch_before)
-
-
-def _default_factory(config: TrackerConfig) -> Any:
-    from meta_tracker_ros.core import create_multi_tracker
-
-    return create_multi_tracker(config)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -201,10 +201,14 @@ class TrackerWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread, then the tracker's own resources (a tracker process, if any)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+        close = getattr(self.tracker, "close", None)
+        if callable(close):
+            close()
 
     def build(self) -> None:
         """Create the tracker (on the worker thread in :meth:`start`); errors are kept.
@@ -245,6 +249,7 @@ class TrackerWorker:
             pass
         except Exception as exc:  # one bad frame must not end the worker
             self.warn_throttled("process", f"frame skipped: {type(exc).__name__}: {exc}")
+            self._sync_ids()  # a restarted tracker process has no targets left
 
     # ================================================================== inputs
     def push_frame(self, stamp: int, msg: Any, receive_s: float | None = None) -> None:
@@ -413,15 +418,20 @@ class TrackerWorker:
                 if self.tracker is None and kind != "reconfigure":
                     raise RuntimeError(f"tracker unavailable: {self.tracker_error}")
                 getattr(self, f"_do_{kind}")(*args)
-                with self._lock:
-                    self._ids = [str(t) for t in self.tracker.ids]
-                    if not self._ids:
-                        self._target_size = None  # new targets may come at another size
-                    self._results = {k: v for k, v in self._results.items() if k in self._ids}
+                self._sync_ids()
                 future.set_result(True)
             except Exception as exc:
                 self._log("error", f"{kind} failed: {type(exc).__name__}: {exc}")
                 future.set_exception(exc)
+
+    def _sync_ids(self) -> None:
+        """Take the tracker's ids (after a command, or after a tracker process restarted)."""
+        ids = [str(t) for t in self.tracker.ids] if self.tracker is not None else []
+        with self._lock:
+            self._ids = ids
+            if not ids:
+                self._target_size = None  # new targets may come at another size
+            self._results = {k: v for k, v in self._results.items() if k in ids}
 
     def _do_add(self, tid: str, image: np.ndarray, box: Box, mask: Any, frame: Frame) -> None:
         self.tracker.add(tid, image, box, mask)

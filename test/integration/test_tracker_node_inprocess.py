@@ -6,6 +6,7 @@ call the node's callbacks directly, so they are fast and need no waiting.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -17,6 +18,7 @@ pytest.importorskip("meta_tracker_ros.srv", reason="generated interfaces missing
 
 from rclpy.parameter import Parameter  # noqa: E402
 
+from meta_tracker_ros.core.tracker_process import TrackerProcess  # noqa: E402
 from meta_tracker_ros.core.types import TrackResult, TrackState  # noqa: E402
 from meta_tracker_ros.ros import conversions as conv  # noqa: E402
 from meta_tracker_ros.ros.params import ConfigurationError  # noqa: E402
@@ -143,6 +145,21 @@ def test_diagnostics_while_targets_are_added_and_removed(context):
         stop.set()
         node.shutdown()
         node.destroy_node()
+
+
+def test_default_tracker_runs_in_a_child_process_that_ends_with_the_node(context):
+    """tracker_process (default true): the core lives in a child; shutdown ends it."""
+    node = TrackerNode(context=context)
+    try:
+        assert node.worker.ready.wait(120) and node.worker.tracker_error == ""
+        tracker = node.worker.tracker
+        assert isinstance(tracker, TrackerProcess)
+        proc = tracker._proc
+        assert proc.poll() is None and proc.pid != os.getpid()
+    finally:
+        node.shutdown()
+        node.destroy_node()
+    assert proc.wait(timeout=30) == 0  # asked to close, exited cleanly
 
 
 class FailingRebuild(StubTracker):

@@ -167,6 +167,24 @@ def test_skipped_and_failing_frames_do_not_stop_the_worker():
     assert [s for s, _ in rig.published] == [5]
 
 
+def test_a_tracker_that_loses_its_targets_in_a_failing_step_is_re_read():
+    """A tracker process that died and restarted raises once and has no targets left."""
+    rig = Rig()
+    rig.push(1)
+    rig.add("a")
+    tracker = rig.worker.tracker
+
+    def died(frame):
+        tracker.boxes.clear()
+        raise RuntimeError("tracker process ended during track (exit code -9)")
+
+    tracker.track = died
+    rig.push(2)
+    rig.worker.step()
+    assert any("exit code -9" in text for _, text in rig.logs)
+    assert rig.worker.ids() == [] and rig.worker.snapshot().results == {}
+
+
 # ---------------------------------------------------------------------------- commands
 def test_add_remove_and_ids():
     rig = Rig()

@@ -198,6 +198,25 @@ class NodeConfig:
             "read_only": True,
         },
     )
+    next_frame_wait: float = field(
+        default=0.0,
+        metadata={
+            "description": "When the worker is free and the next image is due (from the "
+            "recent frame period) within this many seconds, track that one instead of the "
+            "older pending image: fresher results at a slightly lower rate (0 = never wait)",
+            "range": (0.0, 0.1),
+        },
+    )
+    executor: str = field(
+        default="single_threaded",
+        metadata={
+            "description": "Executor the node spins in: single_threaded (callbacks in turn; "
+            "a blocking service holds up images meanwhile) | multi_threaded (rclpy's, 4 "
+            "threads; its spin loop busy-waits while a callback waits for a pool thread)",
+            "choices": ("single_threaded", "multi_threaded"),
+            "read_only": True,
+        },
+    )
     tracker_process: bool = field(
         default=True,
         metadata={

@@ -23,6 +23,7 @@ pass plain arrays and a fake clock and call :meth:`step` instead of starting the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import queue
 import threading
@@ -168,6 +169,7 @@ class TrackerWorker:
         self._lock = threading.Lock()
         self._latest: Frame | None = None
         self._ring: deque[Frame] = deque(maxlen=int(settings.frame_ring_length))
+        self._arrivals: deque[float] = deque(maxlen=16)  # recent arrival times: the frame period
         self._commands: queue.Queue = queue.Queue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -238,6 +240,9 @@ class TrackerWorker:
     def step(self) -> None:
         """One loop iteration: queued commands, then the newest frame or the LOST check."""
         self._run_commands()
+        wait = self.next_frame_wait()
+        if wait > 0.0:
+            self._wait_for_newer(wait)
         with self._lock:
             entry, self._latest = self._latest, None
         if entry is None:
@@ -250,6 +255,47 @@ class TrackerWorker:
         except Exception as exc:  # one bad frame must not end the worker
             self.warn_throttled("process", f"frame skipped: {type(exc).__name__}: {exc}")
             self._sync_ids()  # a restarted tracker process has no targets left
+
+    def next_frame_wait(self) -> float:
+        """Seconds worth waiting for the next frame instead of tracking the pending one (0: none).
+
+        Why: the worker takes the newest frame when it becomes free, and that frame has been
+        waiting for anything up to one frame period. When the tracker's step is close to a
+        multiple of the camera period the phase stays put, so a run can see every result one
+        period older than it needs to be. If the next frame is due (from the median of the
+        recent arrival gaps) within ``settings.next_frame_wait``, tracking it instead gives a
+        result that describes an image up to a period fresher, at the cost of at most that
+        wait per step. Only while targets are tracked; 0 when the setting is 0.
+        """
+        limit = float(getattr(self.settings, "next_frame_wait", 0.0))
+        if limit <= 0.0:
+            return 0.0
+        with self._lock:
+            entry, arrivals, tracking = self._latest, list(self._arrivals), bool(self._ids)
+        if entry is None or not tracking or len(arrivals) < 5:
+            return 0.0
+        gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+        period = gaps[len(gaps) // 2]
+        due = entry.received + period - self._clock()
+        if not 0.0 < due <= limit:
+            return 0.0
+        return due + 0.25 * limit  # the next arrival's jitter
+
+    def _wait_for_newer(self, timeout: float) -> None:
+        """Block until a frame newer than the pending one arrives (or a command, or timeout)."""
+        with self._lock:
+            pending = self._latest
+            self._wake.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._latest is not pending or not self._commands.empty():
+                    return
+            left = deadline - time.monotonic()
+            if left <= 0.0 or self._stop.is_set():
+                return
+            self._wake.wait(left)
+            self._wake.clear()
 
     # ================================================================== inputs
     def push_frame(self, stamp: int, msg: Any, receive_s: float | None = None) -> None:
@@ -265,6 +311,7 @@ class TrackerWorker:
             if self._latest is not None:
                 self._dropped += 1
             self._latest = frame
+            self._arrivals.append(frame.received)
             self._ring.append(frame)
             self._received += 1
             self._last_receive = frame.received

@@ -16,13 +16,14 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy not importable: run through `make test`")
 pytest.importorskip("meta_tracker_ros.srv", reason="generated interfaces missing: `make build`")
 
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from meta_tracker_ros.core.tracker_process import TrackerProcess  # noqa: E402
 from meta_tracker_ros.core.types import TrackResult, TrackState  # noqa: E402
 from meta_tracker_ros.ros import conversions as conv  # noqa: E402
 from meta_tracker_ros.ros.params import ConfigurationError  # noqa: E402
-from meta_tracker_ros.ros.tracker_node import TrackerNode  # noqa: E402
+from meta_tracker_ros.ros.tracker_node import TrackerNode, make_executor  # noqa: E402
 from meta_tracker_ros.tools import graph  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
@@ -160,6 +161,24 @@ def test_default_tracker_runs_in_a_child_process_that_ends_with_the_node(context
         node.shutdown()
         node.destroy_node()
     assert proc.wait(timeout=30) == 0  # asked to close, exited cleanly
+
+
+def test_the_node_spins_single_threaded_unless_asked(context):
+    node = _node(context)
+    try:
+        assert node.node_cfg.executor == "single_threaded"
+    finally:
+        node.shutdown()
+        node.destroy_node()
+    for kind, expected in [
+        ("single_threaded", SingleThreadedExecutor),
+        ("multi_threaded", MultiThreadedExecutor),
+    ]:
+        executor = make_executor(kind, context)
+        try:
+            assert type(executor) is expected
+        finally:
+            executor.shutdown()
 
 
 class FailingRebuild(StubTracker):

@@ -185,6 +185,46 @@ def test_a_tracker_that_loses_its_targets_in_a_failing_step_is_re_read():
     assert rig.worker.ids() == [] and rig.worker.snapshot().results == {}
 
 
+def _arrivals(rig: Rig, period: float, count: int = 6) -> None:
+    """``count`` frames (stamps 1..count) arriving ``period`` s apart on the fake clock."""
+    for stamp in range(1, count + 1):
+        rig.push(stamp)
+        rig.clock.t += period
+    rig.clock.t -= period
+
+
+def test_next_frame_wait_only_when_the_next_frame_is_due_soon():
+    rig = Rig(next_frame_wait=0.01)
+    _arrivals(rig, 0.033)
+    assert rig.worker.next_frame_wait() == 0.0, "no target tracked: nothing to gain"
+    rig.add("a")
+    rig.clock.t += 0.005  # the pending frame is 5 ms old: the next is 28 ms away
+    assert rig.worker.next_frame_wait() == 0.0
+    rig.clock.t += 0.022  # 27 ms old: the next is due in 6 ms
+    assert rig.worker.next_frame_wait() == pytest.approx(0.006 + 0.0025)
+    rig.clock.t += 0.010  # overdue: the camera may have stopped, do not wait
+    assert rig.worker.next_frame_wait() == 0.0
+    assert Rig().worker.next_frame_wait() == 0.0  # default 0: never waits
+
+
+def test_step_waits_for_the_due_frame_and_tracks_it():
+    """A long period on the fake clock so the real wait (up to 6 s) never decides the test."""
+    rig = Rig(next_frame_wait=0.1)
+    rig.settings.next_frame_wait = 5.0  # beyond the parameter's range, for a robust test
+    _arrivals(rig, 6.0)
+    rig.add("a")
+    rig.worker.step()  # tracks frame 6 and publishes it
+    rig.push(7)
+    rig.clock.t += 1.5  # frame 7 waits 1.5 s; frame 8 is due in 4.5 s
+    timer = threading.Timer(0.05, rig.push, args=(8,))
+    timer.start()
+    t0 = time.monotonic()
+    rig.worker.step()
+    timer.join()
+    assert [s for s, _ in rig.published] == [6, 8], "frame 8, not the older pending 7"
+    assert time.monotonic() - t0 < 5.0
+
+
 # ---------------------------------------------------------------------------- commands
 def test_add_remove_and_ids():
     rig = Rig()

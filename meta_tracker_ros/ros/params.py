@@ -199,11 +199,12 @@ class NodeConfig:
         },
     )
     next_frame_wait: float = field(
-        default=0.0,
+        default=0.012,
         metadata={
             "description": "When the worker is free and the next image is due (from the "
-            "recent frame period) within this many seconds, track that one instead of the "
-            "older pending image: fresher results at a slightly lower rate (0 = never wait)",
+            "recent frame period) within this many seconds and a third of the period, track "
+            "that one instead of the older pending image: fresher results at a slightly "
+            "lower rate (0 = never wait)",
             "range": (0.0, 0.1),
         },
     )

@@ -263,9 +263,10 @@ class TrackerWorker:
         waiting for anything up to one frame period. When the tracker's step is close to a
         multiple of the camera period the phase stays put, so a run can see every result one
         period older than it needs to be. If the next frame is due (from the median of the
-        recent arrival gaps) within ``settings.next_frame_wait``, tracking it instead gives a
-        result that describes an image up to a period fresher, at the cost of at most that
-        wait per step. Only while targets are tracked; 0 when the setting is 0.
+        recent arrival gaps) within ``settings.next_frame_wait`` and a third of the period,
+        tracking it instead gives a result that describes an image at least two thirds of a
+        period fresher, at the cost of that wait in this step. Only while targets are
+        tracked; 0 when the setting is 0.
         """
         limit = float(getattr(self.settings, "next_frame_wait", 0.0))
         if limit <= 0.0:
@@ -277,7 +278,8 @@ class TrackerWorker:
         gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
         period = gaps[len(gaps) // 2]
         due = entry.received + period - self._clock()
-        if not 0.0 < due <= limit:
+        # A third of the period at most: waiting must buy at least twice its length.
+        if not 0.0 < due <= min(limit, period / 3.0):
             return 0.0
         return due + 0.25 * limit  # the next arrival's jitter
 

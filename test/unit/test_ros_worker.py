@@ -204,6 +204,13 @@ def test_next_frame_wait_only_when_the_next_frame_is_due_soon():
     assert rig.worker.next_frame_wait() == pytest.approx(0.006 + 0.0025)
     rig.clock.t += 0.010  # overdue: the camera may have stopped, do not wait
     assert rig.worker.next_frame_wait() == 0.0
+    fast = Rig(next_frame_wait=0.01)
+    _arrivals(fast, 0.015)  # 66 Hz: at most a third of the 15 ms period, 5 ms
+    fast.add("a")
+    fast.clock.t += 0.008  # the next is due in 7 ms: more than a third of the period
+    assert fast.worker.next_frame_wait() == 0.0
+    fast.clock.t += 0.003  # due in 4 ms
+    assert fast.worker.next_frame_wait() == pytest.approx(0.004 + 0.0025)
     assert Rig().worker.next_frame_wait() == 0.0  # default 0: never waits
 
 
@@ -215,14 +222,14 @@ def test_step_waits_for_the_due_frame_and_tracks_it():
     rig.add("a")
     rig.worker.step()  # tracks frame 6 and publishes it
     rig.push(7)
-    rig.clock.t += 1.5  # frame 7 waits 1.5 s; frame 8 is due in 4.5 s
+    rig.clock.t += 4.5  # frame 7 waits 4.5 s; frame 8 is due in 1.5 s (within a third of 6 s)
     timer = threading.Timer(0.05, rig.push, args=(8,))
     timer.start()
     t0 = time.monotonic()
     rig.worker.step()
     timer.join()
     assert [s for s, _ in rig.published] == [6, 8], "frame 8, not the older pending 7"
-    assert time.monotonic() - t0 < 5.0
+    assert time.monotonic() - t0 < 2.75
 
 
 # ---------------------------------------------------------------------------- commands

@@ -114,8 +114,13 @@ latency 61 ms at 25 Hz with 1 thread vs 83 ms at 11 Hz with 2 on the 2-core CI m
 
 Only the newest image is processed: the subscription keeps depth 1 (QoS above), the
 callback only stores the message and a worker thread tracks it; images arriving meanwhile
-replace it (counted as `frames_dropped` in diagnostics). A ring of the last
-`frame_ring_length` images lets `set_target` initialise on the exact image its stamp names.
+replace it (counted as `frames_dropped` in diagnostics). When the worker becomes free just
+before the next image is due (`next_frame_wait`), it waits for that image rather than track
+the older one. A ring of the last `frame_ring_length` images lets `set_target` initialise on
+the exact image its stamp names. The tracker itself runs in a child process
+(`tracker_process`; frames through shared memory, so `ps` shows a second Python process
+`meta_tracker_ros.core.tracker_process`), and the node spins a single-threaded executor
+(`executor`): rclpy's multi-threaded one busy-waits beside a 30 Hz camera (docs/design.md).
 
 ### Subscribed topics
 

@@ -106,6 +106,10 @@ class FrameReader:
         if self._key != (path, shape):
             self._array = np.memmap(path, np.uint8, "r", shape=shape)
             self._key = (path, shape)
+            # Both sides have it mapped now: the name can go, so a parent killed without a
+            # chance to clean up leaves nothing behind in /dev/shm.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         assert self._array is not None
         # A copy: the tracker may keep views of the frame past the call, and the parent
         # writes the next frame into the same file.
@@ -191,7 +195,10 @@ def serve(conn: Any, config: TrackerConfig) -> None:
             reply = ("ok", value, list(tracker.ids), times)
         except Exception as exc:
             reply = ("error", _portable(exc), list(tracker.ids), None)
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except OSError:
+            return  # the parent died during the call
 
 
 # ====================================================================== the parent

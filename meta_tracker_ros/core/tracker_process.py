@@ -254,6 +254,7 @@ class TrackerProcess:
         self._lock = threading.Lock()
         self._frames = FrameChannel()
         self._finalizer: Any = None
+        self._closed = False
         self._start()
 
     def _start(self) -> None:
@@ -295,6 +296,8 @@ class TrackerProcess:
 
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
+            if self._closed:
+                raise TrackerProcessError(f"{op} on a closed tracker process")
             try:
                 self._conn.send((op, args))
                 status, value, ids, times = self._conn.recv()
@@ -345,6 +348,7 @@ class TrackerProcess:
     def close(self) -> None:
         """Stop the child and remove the frame file (also done when this object is collected)."""
         with self._lock:
+            self._closed = True
             if self._finalizer is not None:
                 self._finalizer()
 

@@ -101,6 +101,8 @@ def test_a_killed_child_is_replaced_and_the_call_says_so():
         path = tracker._frames.path
         tracker.close()
     assert path is None or not os.path.exists(path)  # the shared frame file is removed
+    with pytest.raises(TrackerProcessError, match="closed"):
+        tracker.track(frames[2])  # a closed tracker does not start a new child
 
 
 def test_a_failing_build_raises_the_childs_error():

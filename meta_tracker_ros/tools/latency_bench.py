@@ -61,13 +61,21 @@ def load_sequence(data: Path, name: str, size: tuple[int, int], n: int):
     return frames, boxes
 
 
+# Fractions of the image (left, top) for the extra targets' boxes (stage_bench uses them too).
+SPOTS = [(0.15, 0.2), (0.8, 0.25), (0.2, 0.75), (0.75, 0.75), (0.5, 0.15), (0.45, 0.8), (0.05, 0.5)]
+
+
 def extra_boxes(first: tuple, size: tuple[int, int], count: int) -> list[tuple]:
-    """``count`` boxes of the first box's size spread over the image (extra targets)."""
+    """``count`` boxes of the first box's size spread over the image (extra targets).
+
+    Raises ``ValueError`` beyond the known spots (it once gave fewer boxes than asked).
+    """
+    if count > len(SPOTS):
+        raise ValueError(f"at most {len(SPOTS) + 1} targets (got {count + 1})")
     _, _, w, h = first
     width, height = size
-    spots = [(0.15, 0.2), (0.8, 0.25), (0.2, 0.75), (0.75, 0.75), (0.5, 0.15)]
     out = []
-    for fx, fy in spots[:count]:
+    for fx, fy in SPOTS[:count]:
         out.append((min(width - w, fx * width), min(height - h, fy * height), w, h))
     return out
 
@@ -281,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         help="extra tracker_node parameter, e.g. runtime.num_threads:=1 (repeatable)",
     )
     args = p.parse_args(argv)
+    if max(args.targets) > len(SPOTS) + 1:
+        p.error(f"--targets: at most {len(SPOTS) + 1} (the first box and {len(SPOTS)} spots)")
     size = tuple(int(v) for v in args.size.lower().split("x"))
     frames, boxes = load_sequence(args.data, args.sequence, size, args.frames)
     domain = graph.pick_domain_id()

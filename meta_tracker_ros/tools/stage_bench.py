@@ -42,19 +42,12 @@ from meta_tracker_ros.core.geometry import crops_to_tensor
 from meta_tracker_ros.core.multi import MultiTracker
 from meta_tracker_ros.core.timing import CORE_STAGES
 from meta_tracker_ros.tools import graph
-
-# Fractions of the image (left, top) for the extra targets' boxes.
-SPOTS = [(0.15, 0.2), (0.8, 0.25), (0.2, 0.75), (0.75, 0.75), (0.5, 0.15), (0.45, 0.8), (0.05, 0.5)]
+from meta_tracker_ros.tools.latency_bench import extra_boxes
 
 
 def target_boxes(first: tuple, size: tuple[int, int], count: int) -> list[tuple]:
     """The first box plus ``count - 1`` boxes of its size spread over the image."""
-    _, _, w, h = first
-    width, height = size
-    out = [tuple(first)]
-    for fx, fy in SPOTS[: max(0, count - 1)]:
-        out.append((min(width - w, fx * width), min(height - h, fy * height), w, h))
-    return out
+    return [tuple(first), *extra_boxes(first, size, max(0, count - 1))]
 
 
 def padded_extract_each(tracker: MultiTracker, images: list[np.ndarray]):

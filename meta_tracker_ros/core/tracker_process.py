@@ -294,10 +294,14 @@ class TrackerProcess:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def _ensure_open(self, op: str) -> None:
+        """Refuse calls after :meth:`close` (before a frame is written: no file is made)."""
+        if self._closed:
+            raise TrackerProcessError(f"{op} on a closed tracker process")
+
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
-            if self._closed:
-                raise TrackerProcessError(f"{op} on a closed tracker process")
+            self._ensure_open(op)
             try:
                 self._conn.send((op, args))
                 status, value, ids, times = self._conn.recv()
@@ -321,6 +325,7 @@ class TrackerProcess:
         self, target_id: Hashable, frame: np.ndarray, box: Box, mask: np.ndarray | None = None
     ) -> None:
         """Start tracking ``box`` in ``frame`` (see MultiTracker.add)."""
+        self._ensure_open("add")
         frame = np.ascontiguousarray(validate_frame(frame))
         self._call("add", target_id, self._frames.write(frame), box, mask)
 
@@ -330,6 +335,7 @@ class TrackerProcess:
 
     def track(self, frame: np.ndarray) -> dict[Hashable, TrackResult]:
         """Advance every target by one frame (see MultiTracker.track)."""
+        self._ensure_open("track")
         frame = np.ascontiguousarray(validate_frame(frame))
         if not self._ids:
             return {}
@@ -340,6 +346,7 @@ class TrackerProcess:
         self, config: TrackerConfig, frame: np.ndarray | None = None
     ) -> dict[Hashable, str]:
         """Apply ``config`` in the child (see MultiTracker.reconfigure); the dropped targets."""
+        self._ensure_open("reconfigure")
         ref = None if frame is None else self._frames.write(np.ascontiguousarray(frame))
         dropped = self._call("reconfigure", config, ref)
         self.config = config

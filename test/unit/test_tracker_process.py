@@ -102,7 +102,8 @@ def test_a_killed_child_is_replaced_and_the_call_says_so():
         tracker.close()
     assert path is None or not os.path.exists(path)  # the shared frame file is removed
     with pytest.raises(TrackerProcessError, match="closed"):
-        tracker.track(frames[2])  # a closed tracker does not start a new child
+        tracker.track(frames[2])  # a closed tracker does not start a new child ...
+    assert tracker._frames.path is None  # ... nor write a frame file
 
 
 def test_a_failing_build_raises_the_childs_error():

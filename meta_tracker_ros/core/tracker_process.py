@@ -1,13 +1,15 @@
 """A multi-target tracker in a child process: the same calls, its own interpreter lock.
 
-Why: in ``tracker_node`` the tracker's thread shares one Python interpreter lock (GIL) with
-rclpy's executor threads. Between library calls (a few hundred per frame: crops, small
-convolutions, numpy on score maps) the tracker holds the GIL, and the executor threads queue for
-it to take each image, answer services and publish; in turn the tracker waits for them. On a
-2-core CPU beside a 30 Hz camera this stalls the node for seconds at a time while both cores sit
-partly idle (docs/speed.md). A child process has its own interpreter and its own GIL: the node's
-process keeps only ROS work, the tracker's process only tracking, and the operating system runs
-them on different cores.
+Why: in ``tracker_node`` the tracker would otherwise share one Python interpreter lock (GIL)
+with the node's executor and worker: between library calls (a few hundred per frame: crops,
+small convolutions, numpy on score maps) the tracker holds the GIL while the executor waits for
+it to take each image, answer services and publish, and the other way round. A child process has
+its own interpreter and GIL, and the operating system runs the two on different cores. Measured
+(``latency_bench``, docs/speed.md "Fourth round"): with rclpy's multi-threaded executor, 4
+targets p50 116-142 ms against 128-152 ms in a thread; with the single-threaded executor now
+used, never slower for several targets and 2-3 ms dearer for one. It also keeps torch out of
+the node's process (half its memory) and turns a crash in a runtime's native code into a lost
+set of targets instead of a dead node.
 
 :class:`TrackerProcess` offers what the node's worker uses of a
 :class:`~meta_tracker_ros.core.multi.MultiTracker` (``ids``, ``add``, ``remove``, ``track``,
@@ -326,7 +328,7 @@ class TrackerProcess:
     ) -> None:
         """Start tracking ``box`` in ``frame`` (see MultiTracker.add)."""
         self._ensure_open("add")
-        frame = np.ascontiguousarray(validate_frame(frame))
+        frame = validate_frame(frame)  # any layout: the write into the shared file copies it
         self._call("add", target_id, self._frames.write(frame), box, mask)
 
     def remove(self, target_id: Hashable) -> None:
@@ -336,7 +338,7 @@ class TrackerProcess:
     def track(self, frame: np.ndarray) -> dict[Hashable, TrackResult]:
         """Advance every target by one frame (see MultiTracker.track)."""
         self._ensure_open("track")
-        frame = np.ascontiguousarray(validate_frame(frame))
+        frame = validate_frame(frame)  # any layout: the write into the shared file copies it
         if not self._ids:
             return {}
         out = self._call("track", self._frames.write(frame))
@@ -347,7 +349,7 @@ class TrackerProcess:
     ) -> dict[Hashable, str]:
         """Apply ``config`` in the child (see MultiTracker.reconfigure); the dropped targets."""
         self._ensure_open("reconfigure")
-        ref = None if frame is None else self._frames.write(np.ascontiguousarray(frame))
+        ref = None if frame is None else self._frames.write(frame)
         dropped = self._call("reconfigure", config, ref)
         self.config = config
         return dropped

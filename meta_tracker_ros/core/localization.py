@@ -63,12 +63,15 @@ def find_peak(
     window: np.ndarray | None,
     window_influence: float,
     cfg: LocalizationConfig,
+    gate: bool = True,
 ) -> Peak:
     """Locate the target in a (H, W) score map and classify the peak.
 
     ``reference`` normalises scores (the first-frame peak), ``prev`` is the previous target
     position in cells (the crop centre), ``window`` an optional cosine window blended in with
     ``window_influence`` for the choice of the peak only; heights are read from raw scores.
+    ``gate``: apply the motion gate (``cfg.max_jump``); off while a LOST target is re-detected,
+    where any position may hold it.
     """
     rel = score / reference
     loc = (
@@ -76,6 +79,16 @@ def find_peak(
     )
     r, c = np.unravel_index(int(np.argmax(loc)), loc.shape)
     value = float(rel[r, c])
+    if gate and cfg.max_jump > 0 and value < cfg.jump_min_score:
+        # Motion gate (config.LocalizationConfig): a weak far peak is more often a distractor
+        # than the target; the nearby best is kept, so the state machine judges its score.
+        reach = cfg.max_jump * float(np.hypot(*target_cells))
+        rows, cols = np.ogrid[: rel.shape[0], : rel.shape[1]]
+        far_cells = np.hypot(rows - prev[0], cols - prev[1]) > reach
+        if far_cells[r, c] and not far_cells.all():
+            near = np.where(far_cells, -np.inf, loc)
+            r, c = np.unravel_index(int(np.argmax(near)), near.shape)
+            value = float(rel[r, c])
     rr, cc = subcell_peak(rel, int(r), int(c))
     # Second peak outside a window around the first one.
     hr = max(1, int(np.ceil(cfg.suppress_size * target_cells[0])))

@@ -269,6 +269,7 @@ class TargetTrack:
             self._window(score.shape) if use_window else None,
             cfg.classifier.window_influence,
             cfg.localization,
+            gate=not was_lost,
         )
         self.times.add("classifier", time.perf_counter() - t0)
         state = self.states.step(peak)

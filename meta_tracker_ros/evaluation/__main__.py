@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
-from meta_tracker_ros.evaluation.datasets import FORMATS, load_sequences
+from meta_tracker_ros.evaluation.datasets import FORMATS, Sequence, load_sequences
 from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
 
 # "meta": the shipped tracker (learned classifier, learned mask decoder; the box refiner is off
@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         "(meta_tracker_ros.training.data.split_clips, the split meta-training uses)",
     )
     p.add_argument("--max-frames", type=int, help="use only the first N frames of each sequence")
+    p.add_argument(
+        "--starts",
+        help="track every sequence from several starts: a comma list of fN (forward from frame "
+        "N) and bN (backward from N frames before the last), e.g. f0,f6,f12,b0,b6, the "
+        "protocol used to choose mask-head designs on the three validation mask clips "
+        "(default: f0, the usual one-pass evaluation)",
+    )
     p.add_argument(
         "--init-mask",
         action="store_true",
@@ -144,6 +151,16 @@ def _factories(
     return factories
 
 
+def _with_starts(sequences: list[Sequence], starts: str) -> list[Sequence]:
+    """Every sequence once per start of ``starts`` ("f0,f6,b0": see ``--starts``)."""
+    parsed = []
+    for token in (t.strip() for t in starts.split(",")):
+        if len(token) < 2 or token[0] not in "fb" or not token[1:].isdigit():
+            raise ValueError(f"{token!r} is not fN or bN")
+        parsed.append((int(token[1:]), token[0] == "b"))
+    return [s.from_start(start, reverse) for s in sequences for start, reverse in parsed]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; returns the process exit code (0 ok, 2 usage or data errors)."""
     args = _parser().parse_args(argv)
@@ -182,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.max_frames is not None:
         sequences = [s.truncated(args.max_frames) for s in sequences]
+    if args.starts:
+        try:
+            sequences = _with_starts(sequences, args.starts)
+        except ValueError as exc:
+            print(f"error: --starts: {exc}", file=sys.stderr)
+            return 2
     try:
         factories = _factories(trackers, args.config, args.opencv_threads)
     except Exception as exc:  # import or config errors: report them as a usage error

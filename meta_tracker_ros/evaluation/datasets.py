@@ -105,6 +105,27 @@ class Sequence:
             meta={**self.meta, "truncated_to": n},
         )
 
+    def from_start(self, start: int, reverse: bool = False) -> Sequence:
+        """The frames from ``start`` on (``reverse``: from ``start`` frames before the last, back
+        to the first), named ``<name>@f<start>`` or ``<name>@b<start>``.
+
+        Why: a validation set of three mask clips gives one score per clip from frame 0; tracking
+        the same clips from several starts and in both directions gives more (correlated, but
+        not identical) evidence for choosing between designs (``evaluation --starts``).
+        """
+        n = len(self)
+        if not 0 <= start < n - 1:
+            raise ValueError(f"{self.name}: start {start} leaves fewer than 2 frames of {n}")
+        idx = list(range(n - 1 - start, -1, -1)) if reverse else list(range(start, n))
+        return Sequence(
+            name=f"{self.name}@{'b' if reverse else 'f'}{start}",
+            frames=[self.frames[i] for i in idx],
+            boxes=self.boxes[idx].copy(),
+            masks=None if self.masks is None else [self.masks[i] for i in idx],
+            attributes=list(self.attributes),
+            meta={**self.meta, "start": start, "reverse": reverse},
+        )
+
 
 # --------------------------------------------------------------------------------------------
 # Small parsing helpers

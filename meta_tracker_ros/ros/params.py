@@ -42,6 +42,7 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("memory.size", (1, 10000)),
     ("search.crop_size", (64, 1024)),
     ("*search_area", (1.0, 20.0)),
+    ("localization.max_jump", (0.0, 10.0)),
     ("*threshold", (0.0, 1.0)),
     ("*_lr", (0.0, 1.0)),
     ("*learning_rate", (0.0, 1.0)),

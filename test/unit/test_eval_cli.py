@@ -95,6 +95,24 @@ def test_cli_several_trackers_and_subsets(data: Path, tmp_path: Path) -> None:
         assert run["sequences"]["walk"]["frames"] == 4
 
 
+def test_cli_starts_track_each_sequence_from_several_frames(data: Path, tmp_path: Path) -> None:
+    """--starts f0,f3,b0,b2: forward from frames 0 and 3, backward from the last frame and from
+    two before it; each variant's ground truth is the original's, sliced or reversed."""
+    out = tmp_path / "r.json"
+    argv = ["--data", str(data), "--tracker", "csrt", "--json", str(out), "--no-progress"]
+    assert main([*argv, "--names", "blob", "--starts", "f0,f3,b0,b2"]) == 0
+    seqs = json.loads(out.read_text())["sequences"]
+    assert list(seqs) == ["blob@f0", "blob@f3", "blob@b0", "blob@b2"]
+    assert [seqs[k]["frames"] for k in seqs] == [N_FRAMES, N_FRAMES - 3, N_FRAMES, N_FRAMES - 2]
+    assert all(seqs[k]["mask_J"] is not None for k in seqs)
+    _, (blob,) = load_sequences(data, "auto", ["blob"])
+    back = blob.from_start(2, reverse=True)
+    np.testing.assert_array_equal(back.boxes, blob.boxes[N_FRAMES - 3 :: -1])
+    assert back.frames[0] == blob.frames[N_FRAMES - 3] and back.masks[-1] == blob.masks[0]
+    with pytest.raises(ValueError, match="fewer than 2 frames"):
+        blob.from_start(N_FRAMES - 1)
+
+
 def test_cli_opencv_threads_sets_the_baselines_threads(data: Path, tmp_path: Path) -> None:
     """Baselines run on their own OpenCV thread count (default every core) and put back the
     process's count after each call, which the tracker sets to runtime.num_threads."""
@@ -141,6 +159,8 @@ class _Recorder:
         ["--tracker", "csrt", "--names", "missing"],
         ["--tracker", "csrt", "--config", "/nonexistent.yaml"],
         ["--tracker", "csrt", "--max-frames", "1"],
+        ["--tracker", "csrt", "--starts", "f0,x3"],
+        ["--tracker", "csrt", "--starts", f"f{N_FRAMES}"],
     ],
 )
 def test_cli_usage_errors(data: Path, tmp_path: Path, extra: list[str]) -> None:

@@ -304,8 +304,8 @@ class TargetTrack:
             learning = partial(self._learn_timed, x, xf, feats, crop, peak, score_map)
             # The update reads the box and writes the classifier, memory and scale filter; the
             # mask head reads the box and writes its own models: independent, unless the mask
-            # moves the box (mask_fusion.box_weight > 0), which the update must see first.
-            if pool is not None and cfg.mask.enabled and cfg.mask_fusion.box_weight <= 0:
+            # moves the box (mask_fusion box or centre weight > 0), which the update must see first.
+            if pool is not None and cfg.mask.enabled and not cfg.mask_fusion.moves_box:
                 learning = pool.submit(learning).result
         if cfg.mask.enabled:
             with self.times.measure("mask"):
@@ -441,7 +441,7 @@ class TargetTrack:
             self._follow_mask_extent(mbox)
         if (
             state == TrackState.TRACKING
-            and mf.box_weight > 0
+            and mf.moves_box
             and mbox is not None
             and est.confidence >= mf.box_min_confidence
             and iou_xywh(mbox, box) >= mf.box_min_iou

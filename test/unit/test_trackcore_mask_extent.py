@@ -65,3 +65,30 @@ def test_feature_term_and_extent_improve_davis_masks() -> None:
     colour_only = mean_j({"mask.feature_weight": 0.0, "mask_fusion.extent_weight": 0.0})
     assert full > 0.7, full
     assert full > colour_only + 0.1, (full, colour_only)
+
+
+@pytest.mark.data
+def test_center_weight_alone_moves_the_box_centre_to_the_mask() -> None:
+    """``mask_fusion.center_weight`` acts without ``box_weight``: the centre moves, the size not."""
+    if not (DATA / "masks" / "davis16_blackswan").is_dir():
+        pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
+    seq = load_sequences(DATA, names=["davis16_blackswan"])[1][0]
+    gates = {"mask_fusion.box_min_confidence": 0.0, "mask_fusion.box_min_iou": 0.0}
+
+    def first_result(center_weight: float):
+        cfg = TrackerConfig().with_overrides({"mask_fusion.center_weight": center_weight, **gates})
+        assert cfg.mask_fusion.moves_box == (center_weight > 0)
+        tracker = create_tracker(cfg)
+        tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
+        return tracker.track(seq.frame(1))
+
+    still, half, moved = first_result(0.0), first_result(0.5), first_result(1.0)
+
+    def centre(box):
+        return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
+
+    # Up to the mask step the three runs are identical, so the mask alone makes the difference.
+    assert moved.box[2:] == pytest.approx(still.box[2:])  # box_weight 0: the size is the filter's
+    assert np.hypot(*(centre(moved.box) - centre(still.box))) > 1.0
+    expected = (centre(still.box) + centre(moved.box)) / 2.0  # centres blend linearly
+    assert centre(half.box) == pytest.approx(expected, abs=1e-3)

@@ -111,6 +111,10 @@ class MaskConfig:
     box_init_passes: int = 1  # extra fits from the decoder's own first-frame mask
     box_init_min_confidence: float = 0.5  # a pass needs a mask at least this confident ...
     box_init_min_iou: float = 0.7  # ... whose box has at least this IoU with the given box
+    # Ridge discriminator (read only by a decoder trained with it, mask_decoder.RIDGE_CUES):
+    # hypercolumn levels and the regulariser of its closed-form fit.
+    ridge_levels: list[str] = field(default_factory=lambda: ["s4", "s8", "s16"])  # its levels
+    ridge_reg: float = 1.0  # ridge regulariser (balanced fg/bg weights sum to the cell count)
 
 
 @dataclass

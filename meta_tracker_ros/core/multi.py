@@ -47,6 +47,7 @@ STRUCTURAL_FIELDS = frozenset(
         "mask.feature_weight",
         "mask.learned",
         "mask.weights_path",
+        "mask.ridge_levels",
         "scale.enabled",
         "box_refine.enabled",
         "box_refine.weights_path",
@@ -86,7 +87,14 @@ def load_mask_decoder(cfg: TrackerConfig) -> MaskDecoderFile | None:
     if not (m.enabled and m.learned):
         return None
     dec = load_decoder(m.weights_path or SHIPPED_DECODER)
-    dec.check(cfg.backbone.name, dec.meta.get("levels", []), m.work_size, m.context)
+    dec.check(
+        cfg.backbone.name,
+        dec.meta.get("levels", []),
+        m.work_size,
+        m.context,
+        m.ridge_levels,
+        m.ridge_reg,
+    )
     levels = dec.meta["levels"]
     channels = [LITE0_LEVELS[lv][2] for lv in levels if lv in LITE0_LEVELS]
     if channels != dec.decoder.channels:
@@ -120,6 +128,8 @@ class MultiTracker:
         self.mask_decoder = load_mask_decoder(cfg)
         if self.mask_decoder is not None:
             levels |= set(self.mask_decoder.meta["levels"])
+            if "ridge" in self.mask_decoder.decoder.cues:
+                levels |= set(cfg.mask.ridge_levels)
         self.box_refiner = load_box_refiner(cfg)
         if self.box_refiner is not None:
             levels |= set(REFINER_LEVELS)

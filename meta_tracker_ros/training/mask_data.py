@@ -39,7 +39,7 @@ from meta_tracker_ros.core.backbone import create_backbone
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import crop_image, crops_to_tensor, search_crop
 from meta_tracker_ros.core.heads.learned import SHIPPED as SHIPPED_CLASSIFIER
-from meta_tracker_ros.core.heads.mask_decoder import CUES, POOL, SCORE_CUES
+from meta_tracker_ros.core.heads.mask_decoder import CUES, POOL, RIDGE_CUES, SCORE_CUES
 from meta_tracker_ros.core.heads.mask_head import MaskHead
 from meta_tracker_ros.core.multi import load_classifier
 from meta_tracker_ros.core.target import TargetTrack
@@ -79,11 +79,18 @@ class MaskDataConfig:
     online_updates: int = 0
     # The classifier's score map as a decoder input (the ``score`` channel, SCORE_CUES).
     score_map: bool = False
+    # The head's ridge discriminator as a decoder input (the ``ridge`` channel, RIDGE_CUES; on
+    # since 2026-12-03: validation tracking J +0.016 over four training seeds, every seed up).
+    ridge: bool = True
     seed: int = 0
 
     @property
     def cues(self) -> tuple[str, ...]:
         """The decoder input channels these samples hold."""
+        if self.score_map and self.ridge:
+            raise ValueError("a decoder reads the score map or the ridge map, not both (yet)")
+        if self.ridge:
+            return RIDGE_CUES
         return SCORE_CUES if self.score_map else CUES
 
 
@@ -147,12 +154,15 @@ def moved(rng: random.Random, matrix: np.ndarray, box) -> np.ndarray:
 def sample_key(cfg: TrackerConfig, clips: list[Sequence], root: str | Path, dcfg) -> str:
     """Hash of everything that changes the samples."""
     episodes = asdict(dcfg)
-    for name in ("online_updates", "score_map"):
+    for name in ("online_updates", "score_map", "ridge"):
         if not episodes.get(name):
             del episodes[name]  # added later: keys of caches made before them stay valid
+    mask = {k: v for k, v in asdict(cfg.mask).items() if k not in _NOT_CUES}
+    if not dcfg.ridge:  # the ridge's settings change only samples that hold its map
+        mask = {k: v for k, v in mask.items() if not k.startswith("ridge_")}
     desc = {
         "version": SAMPLE_VERSION,
-        "mask": {k: v for k, v in asdict(cfg.mask).items() if k not in _NOT_CUES},
+        "mask": mask,
         "crop": [cfg.search.search_area, cfg.search.crop_size, cfg.search.min_side],
         "backbone": [cfg.backbone.name, cfg.backbone.weights],
         "levels": LEVELS,
@@ -188,8 +198,9 @@ class HeadRunner:
         with torch.no_grad():
             return self.backbone.extract(t), crop
 
-    def head(self, frame, box, mask) -> MaskHead:
+    def head(self, frame, box, mask, cues: tuple[str, ...] | None = None) -> MaskHead:
         head = MaskHead(self.cfg.mask, torch.device("cpu"), None, LEVELS)
+        head.sample_cues = cues  # what the decoder to be trained reads (fits the ridge for it)
         feats, crop = self.feats(frame, box)
         head.initialize(frame, box, feats, crop, mask)
         return head
@@ -323,7 +334,8 @@ def generate(
             box0 = mask_box(m0)
             if box0 is None:
                 continue
-            head = runner.head(img0, box0, m0 if rng.random() < dcfg.mask_init_prob else None)
+            mask0 = m0 if rng.random() < dcfg.mask_init_prob else None
+            head = runner.head(img0, box0, mask0, dcfg.cues)
             track = runner.target(img0, box0) if dcfg.score_map else None
             updates = dcfg.online_updates
             for im, mk in views:

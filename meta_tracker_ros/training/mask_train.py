@@ -202,6 +202,9 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
     cues = cfg.episodes.cues
     if tr["full"].shape[1] != len(cues):
         raise ValueError(f"samples in {sample_dir} have {tr['full'].shape[1]} maps, want {cues}")
+    # Seeded again here: building the samples draws from torch's global generator, so without
+    # this a run that builds them started from other weights than a run that found them cached.
+    torch.manual_seed(cfg.seed)
     model = MaskDecoder(channels, width=cfg.width, cues=cues)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = MaskDecoder(channels, width=cfg.width, cues=cues) if cfg.ema > 0 else model
@@ -300,6 +303,14 @@ def train_mask(cfg: MaskTrainConfig, tracker_cfg: TrackerConfig, command: str = 
         "work_size": int(tracker_cfg.mask.work_size),
         "context": float(tracker_cfg.mask.context),
         "cues": list(cues),
+        **(
+            {
+                "ridge_levels": list(tracker_cfg.mask.ridge_levels),
+                "ridge_reg": float(tracker_cfg.mask.ridge_reg),
+            }
+            if "ridge" in cues
+            else {}
+        ),
         "samples_key": sample_dir.name,
         "train_clips": [c.name for c in train],
         "val_clips": [c.name for c in val],
@@ -348,8 +359,8 @@ def _parser() -> argparse.ArgumentParser:
             continue  # --seed sets both
         kind = type(getattr(e, f.name))
         flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            p.add_argument(flag, action="store_true", default=getattr(e, f.name))
+        if kind is bool:  # --ridge / --no-ridge, ...
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=getattr(e, f.name))
         else:
             p.add_argument(flag, type=kind, default=getattr(e, f.name))
     return p

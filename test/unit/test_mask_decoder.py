@@ -16,6 +16,7 @@ from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.heads.mask_decoder import (
     CUES,
     FORMAT,
+    RIDGE_CUES,
     SCORE_CUES,
     SHIPPED,
     MaskDecoder,
@@ -71,7 +72,8 @@ def test_decoder_output_shape_and_range_on_real_frames():
     head, runner = _head(dec.decoder, f0, box0)
     feats, crop = runner.feats(f5, box5)
     full, grid, _, _ = head.decoder_inputs(f5, box5, feats, crop)
-    assert full.shape[1] == len(CUES) and full.shape[-1] % 4 == 0 and full.shape[-2] % 4 == 0
+    assert full.shape[1] == len(dec.decoder.cues)
+    assert full.shape[-1] % 4 == 0 and full.shape[-2] % 4 == 0
     assert grid.shape[1] == sum(LITE0_LEVELS[lv][2] for lv in LEVELS)
     assert tuple(grid.shape[-2:]) == (full.shape[-2] // 4, full.shape[-1] // 4)
     logit = dec.decoder(full, grid)
@@ -113,7 +115,7 @@ def test_one_training_step_lowers_the_loss():
     label = torch.from_numpy(data["label"].astype(np.float32))[:, None]
     valid = full[:, CUES.index("valid") : CUES.index("valid") + 1]
     torch.manual_seed(0)
-    model = MaskDecoder([LITE0_LEVELS[lv][2] for lv in LEVELS])
+    model = MaskDecoder([LITE0_LEVELS[lv][2] for lv in LEVELS], cues=RIDGE_CUES)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss = loss_fn(model(full, feats), label, valid, 1.0)
     opt.zero_grad()
@@ -269,7 +271,7 @@ def test_box_init_passes_stop_at_the_gate_and_without_a_decoder():
 
 def _score_samples():
     seq = _clip(TRAIN, CLIP)
-    dcfg = MaskDataConfig(inits_per_clip=1, targets_per_init=3, score_map=True)
+    dcfg = MaskDataConfig(inits_per_clip=1, targets_per_init=3, score_map=True, ridge=False)
     return generate(TrackerConfig(), [seq], [seq], dcfg, False, False)
 
 
@@ -318,6 +320,22 @@ def test_score_map_decoder_trains_and_round_trips(tmp_path):
         load_decoder(path).check("efficientnet-lite0", LEVELS, 128, 2.0)
 
 
+def test_ridge_samples_hold_a_discriminator_that_separates_the_target():
+    seq = _clip(TRAIN, CLIP)
+    dcfg = MaskDataConfig(inits_per_clip=2, targets_per_init=3, ridge=True, mask_init_prob=0.5)
+    data = generate(TrackerConfig(), [seq], [seq], dcfg, False, False)
+    assert data["full"].shape[1] == len(RIDGE_CUES)
+    ridge = data["full"][:, RIDGE_CUES.index("ridge")].astype(np.float32)
+    valid = data["full"][:, RIDGE_CUES.index("valid")] > 0.5
+    label = data["label"] > 0
+    assert np.isfinite(ridge).all() and ridge.max() <= 2.0 and ridge.min() >= -2.0
+    # Fitted on the first frame (+1 target, -1 background), it answers on later frames' targets.
+    for r, v, lab in zip(ridge, valid, label, strict=True):
+        assert r[lab & v].mean() > r[~lab & v].mean() + 0.5
+    with pytest.raises(ValueError, match="not both"):
+        _ = MaskDataConfig(score_map=True, ridge=True).cues
+
+
 def test_heads_build_the_inputs_their_decoder_reads():
     seq = _clip(TRAIN, CLIP)
     f0, f5 = seq.frame(0), seq.frame(5)
@@ -327,14 +345,56 @@ def test_heads_build_the_inputs_their_decoder_reads():
     track = runner.target(f0, box0)
     feats, crop = runner.feats(f5, box5)
     score = runner.score(track, feats)
-    for cues in (CUES, SCORE_CUES):
+    for cues in (CUES, RIDGE_CUES, SCORE_CUES):
         head, _ = _head(MaskDecoder(channels, cues=cues).eval(), f0, box0)
         full, _, _, _ = head.decoder_inputs(f5, box5, feats, crop, score)
         assert full.shape[1] == len(cues)  # a plain decoder ignores the score map
+        assert (head._ridge is not None) == ("ridge" in cues)  # fitted only for its reader
+        if "ridge" in cues:
+            assert np.abs(full[0, cues.index("ridge")].numpy()).max() > 0.1
         est = head.segment(f5, box5, feats, crop, score)
         assert est.prob.max() <= 1.0 and est.prob.min() >= 0.0
     # Without a map, a score decoder reads zeros ("no classifier evidence").
     none, _, _, _ = head.decoder_inputs(f5, box5, feats, crop)
     assert not none[0, -1].any() and full[0, -1].any()
     if SHIPPED.is_file():  # the shipped file and the tracker's default agree on the cues
-        assert load_decoder(SHIPPED).decoder.cues in (CUES, SCORE_CUES)
+        assert load_decoder(SHIPPED).decoder.cues in (CUES, SCORE_CUES, RIDGE_CUES)
+
+
+def test_training_gives_the_same_file_whether_it_builds_the_samples_or_finds_them(
+    tmp_path, monkeypatch
+):
+    """Building samples draws from torch's generator; the decoder's start must not depend on it."""
+    if not (TRAIN / "masks").is_dir():
+        pytest.skip(f"training clips not found under {TRAIN} (needs ../shared/data)")
+    from meta_tracker_ros.training import mask_train
+
+    rng = np.random.default_rng(0)
+    n_cues, n_feats = len(RIDGE_CUES), sum(LITE0_LEVELS[lv][2] for lv in LEVELS)
+
+    def arrays(n: int) -> dict[str, np.ndarray]:
+        full = rng.standard_normal((n, n_cues, 128, 128)).astype(np.float16)
+        full[:, RIDGE_CUES.index("valid")] = 1.0
+        return {
+            "full": full,
+            "feats": rng.standard_normal((n, n_feats, 32, 32)).astype(np.float16),
+            "label": (rng.random((n, 128, 128)) > 0.5).astype(np.uint8),
+        }
+
+    train, val = arrays(4), arrays(2)
+    files = []
+    for builds in (True, False):
+
+        def fake_build_or_load(*_args, builds=builds, **_kwargs):
+            if builds:
+                torch.rand(1000)  # what generating samples does to the global generator
+            return train, val, tmp_path / "samples"
+
+        monkeypatch.setattr(mask_train, "build_or_load", fake_build_or_load)
+        cfg = mask_train.MaskTrainConfig(
+            data=str(TRAIN), out=str(tmp_path / f"built_{builds}.pt"), steps=1, batch=2
+        )
+        cfg.val_every, cfg.progress = 1, False
+        mask_train.train_mask(cfg, TrackerConfig())
+        files.append(load_decoder(cfg.out).decoder.state_dict())
+    assert all(torch.equal(files[0][k], files[1][k]) for k in files[0])

@@ -11,9 +11,11 @@ and bring in what the cues lack (the backbone's stride-4/8/16 features, i.e. obj
 Inputs, on the mask head's working window (long side ``work_size``):
 
 * ``full`` (B, 9, H, W) at window resolution: the cue maps (``CUES``) and the window's colours;
-  a decoder trained with the classifier's score map (``SCORE_CUES``, RTS's instance branch) has
-  a tenth channel, ``score``: the target filter's response on the search crop, divided by the
-  target's first-frame peak and resampled onto the window;
+  the shipped decoder (``RIDGE_CUES``) has a tenth channel, ``ridge``: the head's closed-form
+  ridge discriminator of target against background on the hypercolumns (LTAO); a decoder
+  trained with the classifier's score map instead (``SCORE_CUES``, RTS's instance branch) has
+  ``score``: the target filter's response on the search crop, divided by the target's
+  first-frame peak and resampled onto the window;
 * ``feats`` (B, sum(channels), H/4, W/4): backbone levels sampled at the centre of every 4x4
   cell of the window.
 
@@ -56,7 +58,12 @@ CUES = ("color", "prior", "shape", "feature", "fused", "valid", "b", "g", "r")
 # The same plus the classifier's score map (divided by the target's first-frame peak score,
 # clipped to SCORE_RANGE): what a decoder trained with ``--score-map`` reads.
 SCORE_CUES = (*CUES, "score")
-KNOWN_CUES = (CUES, SCORE_CUES)
+# The same plus a ridge-regression discriminator (``ridge``, clipped to RIDGE_RANGE): a linear
+# model of the target against its background on stride-4/8/16 hypercolumns, fitted in closed
+# form on the first frame's mask label (LTAO); what a decoder trained with ``--ridge`` reads.
+RIDGE_CUES = (*CUES, "ridge")
+KNOWN_CUES = (CUES, SCORE_CUES, RIDGE_CUES)
+RIDGE_RANGE = (-2.0, 2.0)
 SCORE_RANGE = (-1.0, 2.0)
 LOGIT_SCALE = 4.0
 POOL = 4  # stage-1 stride in window pixels
@@ -128,15 +135,31 @@ class MaskDecoderFile:
     decoder: MaskDecoder
     meta: dict[str, Any]
 
-    def check(self, backbone: str, levels: list[str], work_size: int, context: float) -> None:
-        """Raise ValueError naming the mismatch when this file does not fit the tracker."""
-        want = {
+    def check(
+        self,
+        backbone: str,
+        levels: list[str],
+        work_size: int,
+        context: float,
+        ridge_levels: list[str] | None = None,
+        ridge_reg: float | None = None,
+    ) -> None:
+        """Raise ValueError naming the mismatch when this file does not fit the tracker.
+
+        A decoder that reads the ridge map was trained on maps of one fit (``ridge_levels``,
+        ``ridge_reg``); given here, they must match too.
+        """
+        want: dict[str, Any] = {
             "backbone": backbone,
             "levels": list(levels),
             "work_size": int(work_size),
             "context": float(context),
             "cues": list(self.decoder.cues),
         }
+        if "ridge" in self.decoder.cues and ridge_levels is not None:
+            want["ridge_levels"] = list(ridge_levels)
+        if "ridge" in self.decoder.cues and ridge_reg is not None:
+            want["ridge_reg"] = float(ridge_reg)
         for key, value in want.items():
             if self.meta.get(key) != value:
                 raise ValueError(

@@ -50,6 +50,7 @@ from meta_tracker_ros.core.heads.mask_decoder import (
     CUES,
     LOGIT_SCALE,
     POOL,
+    RIDGE_RANGE,
     SCORE_CUES,
     SCORE_RANGE,
     MaskDecoder,
@@ -177,6 +178,9 @@ class MaskHead:
         self._shape: np.ndarray | None = None  # mean mask in box-normalised coordinates
         self._feat_fg: torch.Tensor | None = None  # (N, C) unit target hypercolumns
         self._feat_bg: torch.Tensor | None = None  # (N, C) unit background hypercolumns
+        self._ridge: torch.Tensor | None = None  # (C + 1, 1) ridge discriminator weights
+        # Decoder input channels when there is no decoder (training samples; see input_cues).
+        self.sample_cues: tuple[str, ...] | None = None
         self._initialized = False
         self.init_passes = 0  # fits from the decoder's own first-frame mask (box_init_passes)
 
@@ -283,6 +287,8 @@ class MaskHead:
         if init_mask is not None and self._use_features(feats, crop):
             x, grid = self._hypercolumns(feats, crop, win)
             self._learn_features(x, grid, win, self._box_mask(win, 0.0), prob)
+        if "ridge" in self.input_cues and feats is not None and crop is not None:
+            self._fit_ridge(feats, crop, win, prob > 0.5)
         self._hist_fg0, self._hist_bg0 = hist_fg, hist_bg
         self._hist_fg, self._hist_bg = hist_fg.copy(), hist_bg.copy()
         self._shape = self._to_box_frame(prob, win)
@@ -365,7 +371,16 @@ class MaskHead:
         fused[~win.valid] = 0.0
         cues = {"color": color, "prior": prior, "shape": shape, "feature": feature}
         cues["fused"] = fused
+        if self._ridge is not None and feats is not None and crop is not None:
+            cues["ridge"] = self._ridge_map(feats, crop, win)
         return win, cues
+
+    @property
+    def input_cues(self) -> tuple[str, ...]:
+        """The decoder's input channels: its own list, or ``sample_cues`` / CUES without one."""
+        if self.decoder is not None:
+            return tuple(self.decoder.cues)
+        return self.sample_cues or CUES
 
     def _decoder_inputs(
         self,
@@ -376,8 +391,8 @@ class MaskHead:
         score: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, len(cues), H, W) maps padded to a multiple of POOL, (1, C, H/4, W/4) features."""
-        if self.decoder is not None:
-            names = self.decoder.cues
+        if self.decoder is not None or self.sample_cues is not None:
+            names = self.input_cues
         else:
             names = SCORE_CUES if score is not None else CUES
         w, h = win.size
@@ -395,6 +410,8 @@ class MaskHead:
             maps[name] = rgb[..., i]
         if "score" in names:
             maps["score"] = self._score_window(win, crop, score)
+        if "ridge" in names:
+            maps["ridge"] = cues.get("ridge", np.zeros((h, w), np.float32))
         full = np.zeros((len(names), hp, wp), np.float32)
         for i, name in enumerate(names):
             full[i, :h, :w] = maps[name]
@@ -469,7 +486,11 @@ class MaskHead:
         return max(2, round(w * s)), max(2, round(h * s))
 
     def _hypercolumns(
-        self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window
+        self,
+        feats: dict[str, torch.Tensor],
+        crop: Crop,
+        win: _Window,
+        levels: list[str] | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Unit-norm hypercolumns (gh * gw, C) sampled at a coarse grid over the window.
 
@@ -482,7 +503,7 @@ class MaskHead:
             win, crop, (np.arange(gw) + 0.5) * (w / gw), (np.arange(gh) + 0.5) * (h / gh)
         )
         cols = []
-        for level in self.cfg.feature_levels:
+        for level in self.cfg.feature_levels if levels is None else levels:
             f = feats[level][0:1].float()
             sampled = torch.nn.functional.grid_sample(
                 f, grid.to(f.device), mode="bilinear", padding_mode="border", align_corners=False
@@ -523,6 +544,49 @@ class MaskHead:
             x_fg = x_fg[s_out <= torch.quantile(s_out, float(self.cfg.feature_fg_quantile))]
         n = int(self.cfg.feature_memory)
         self._feat_fg, self._feat_bg = x_fg[:n], x_bg[:n]
+
+    def _ridge_design(
+        self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(cells, C + 1) hypercolumns of ``ridge_levels`` with a constant column (the bias)."""
+        x, grid = self._hypercolumns(feats, crop, win, list(self.cfg.ridge_levels))
+        return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1), grid
+
+    def _fit_ridge(
+        self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window, fg: np.ndarray
+    ) -> None:
+        """Closed-form ridge regression of +1 (target) / -1 (background) on the hypercolumns.
+
+        Why (Learning to Track Any Object): a linear discriminator fitted to *this* target
+        against *this* background separates them far better than nearest-neighbour matching
+        (window IoU on the validation mask clips with ground-truth boxes: 0.66 vs 0.53 from a
+        box, 0.68 vs 0.58 from a mask), with no training. Foreground and background cells are
+        weighted to equal total weight, so a small target is not drowned by its background.
+        """
+        x, grid = self._ridge_design(feats, crop, win)
+        cell_fg = cv2.resize(fg.astype(np.float32), grid, interpolation=cv2.INTER_AREA).ravel()
+        ok = cv2.resize(win.valid.astype(np.float32), grid, interpolation=cv2.INTER_AREA).ravel()
+        keep = torch.from_numpy(ok > 0.5).to(x.device)
+        y = torch.from_numpy(cell_fg > 0.5).to(x.device)[keep]
+        x = x[keep]
+        n_fg, n_bg = int(y.sum()), int((~y).sum())
+        if n_fg < 1 or n_bg < 1:
+            self._ridge = None
+            return
+        weight = torch.where(y, 0.5 / n_fg, 0.5 / n_bg)[:, None] * len(y)
+        target = y.to(x.dtype)[:, None] * 2.0 - 1.0
+        gram = x.t() @ (x * weight) + float(self.cfg.ridge_reg) * torch.eye(
+            x.shape[1], dtype=x.dtype, device=x.device
+        )
+        self._ridge = torch.linalg.solve(gram, x.t() @ (target * weight))
+
+    def _ridge_map(self, feats: dict[str, torch.Tensor], crop: Crop, win: _Window) -> np.ndarray:
+        """The ridge discriminator's response over ``win`` (window pixels, clipped)."""
+        assert self._ridge is not None
+        x, grid = self._ridge_design(feats, crop, win)
+        r = (x @ self._ridge).reshape(grid[1], grid[0]).cpu().numpy().astype(np.float32)
+        r = cv2.resize(r, win.size, interpolation=cv2.INTER_LINEAR)
+        return np.clip(r, *RIDGE_RANGE).astype(np.float32)
 
     def _similarity(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Per row of ``x``: mean of its top-k cosine similarities to ``memory``'s rows."""

@@ -48,14 +48,19 @@ def test_extent_stays_within_ratio_of_the_classifier_box() -> None:
 
 @pytest.mark.data
 def test_feature_term_and_extent_improve_davis_masks() -> None:
-    """Default mask path vs. colour only on the classifier box, tracker boxes (not GT boxes)."""
+    """Training-free head: features + extent vs. colour only on the classifier box.
+
+    Tracker boxes, not GT boxes. The learned decoder is off in both: it reads the ridge map,
+    which does the feature term's job as well, so with it on this would not test the term.
+    """
     if not (DATA / "masks" / "davis16_blackswan").is_dir():
         pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
     seq = load_sequences(DATA, names=["davis16_blackswan"])[1][0]
 
     def mean_j(overrides: dict) -> float:
         # The box refiner off in both: this compares mask paths on the classifier's own boxes.
-        cfg = TrackerConfig().with_overrides({"box_refine.enabled": False, **overrides})
+        base = {"box_refine.enabled": False, "mask.learned": False}
+        cfg = TrackerConfig().with_overrides({**base, **overrides})
         tracker = create_tracker(cfg)
         tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
         js = [mask_iou(tracker.track(seq.frame(i)).mask > 0, seq.mask(i)) for i in range(1, 20)]
@@ -63,7 +68,7 @@ def test_feature_term_and_extent_improve_davis_masks() -> None:
 
     full = mean_j({})
     colour_only = mean_j({"mask.feature_weight": 0.0, "mask_fusion.extent_weight": 0.0})
-    assert full > 0.7, full
+    assert full > 0.65, full  # 0.709 on 2026-12-03
     assert full > colour_only + 0.1, (full, colour_only)
 
 

@@ -343,25 +343,37 @@ class Rig:
         """Targets ``<prefix>0..`` on ``msg`` (published until the node has it); their ids."""
         ids = []
         for k, box in enumerate(boxes):
-            for _ in range(100):
-                stamp = self.publish(msg)
-                res = self.set_target(box, stamp, f"{prefix}{k}")
-                if res is not None and (res.success or not frame_not_held(res.message)):
-                    break
-                self.diag_after(time.time_ns())  # pace retries by the node's diagnostics
+            res = self.set_on_frame_or_answer(msg, box, f"{prefix}{k}", retry_unanswered=True)
             if res is None or not res.success:
                 raise RuntimeError(f"set_target failed: {res.message if res else 'no answer'}")
             ids.append(res.id)
         return ids
 
-    def set_on_frame_or_answer(self, msg: Any, box: tuple) -> Any:
-        """``set_target`` on ``msg`` until the node holds the frame (:func:`frame_not_held`)."""
-        res = None
+    def set_on_frame_or_answer(
+        self, msg: Any, box: tuple, tid: str = "f", retry_unanswered: bool = False
+    ) -> Any:
+        """``set_target`` on ``msg`` until the node holds the frame (:func:`frame_not_held`).
+
+        A frame the node has not received *yet* is asked for again by the same stamp, after the
+        node's next diagnostics: a large image can reach the node after the small request sent
+        right behind it, and a new copy each time would always be the one still in flight (seen
+        in CI: 100 refusals in a row, each one frame behind). A frame that stays missing for a
+        few rounds, or that the node dropped or replaced, is published again.
+        ``retry_unanswered``: a request with no answer is sent again too (else returned).
+        """
+        res, stamp, waits = None, 0, 0
         for _ in range(100):
-            res = self.set_target(box, self.publish(msg), "f")
-            if res is None or not frame_not_held(res.message):
+            if stamp == 0 or waits >= 3:
+                stamp, waits = self.publish(msg), 0
+            res = self.set_target(box, stamp, tid)
+            if res is None and not retry_unanswered:
                 return res
-            self.diag_after(time.time_ns())
+            if res is not None and not frame_not_held(res.message):
+                return res
+            # "no image with stamp ... yet": in flight; "no image received yet": lost unmatched
+            held_back = res is not None and "no image with stamp" in res.message
+            waits = waits + 1 if held_back else 3  # dropped or unanswered: publish another
+            self.diag_after(time.time_ns())  # pace retries by the node's diagnostics
         return res
 
 

@@ -269,6 +269,19 @@ def test_box_init_passes_stop_at_the_gate_and_without_a_decoder():
     assert free.init_passes == 0
 
 
+def _on_and_off_target(data, cues, name, low, high):
+    """Per sample: mean of map ``name`` on the labelled target and off it (valid pixels)."""
+    assert data["full"].shape[1] == len(cues)
+    values = data["full"][:, cues.index(name)].astype(np.float32)
+    valid = data["full"][:, cues.index("valid")] > 0.5
+    label = data["label"] > 0
+    assert np.isfinite(values).all() and values.max() <= high and values.min() >= low
+    return [
+        (m[lab & v].mean(), m[~lab & v].mean())
+        for m, v, lab in zip(values, valid, label, strict=True)
+    ]
+
+
 def _score_samples():
     seq = _clip(TRAIN, CLIP)
     dcfg = MaskDataConfig(inits_per_clip=1, targets_per_init=3, score_map=True, ridge=False)
@@ -276,15 +289,9 @@ def _score_samples():
 
 
 def test_score_map_samples_hold_the_classifiers_response_on_the_target():
-    data = _score_samples()
-    assert data["full"].shape[1] == len(SCORE_CUES)
-    score = data["full"][:, SCORE_CUES.index("score")].astype(np.float32)
-    valid = data["full"][:, SCORE_CUES.index("valid")] > 0.5
-    label = data["label"] > 0
-    assert np.isfinite(score).all() and score.max() <= 2.0 and score.min() >= -1.0
     # The filter fitted on the first frame answers on the target, not around it.
-    for s, v, lab in zip(score, valid, label, strict=True):
-        assert s[lab & v].mean() > s[~lab & v].mean() + 0.05
+    for on, off in _on_and_off_target(_score_samples(), SCORE_CUES, "score", -1.0, 2.0):
+        assert on > off + 0.05
 
 
 def test_score_map_decoder_trains_and_round_trips(tmp_path):
@@ -324,14 +331,9 @@ def test_ridge_samples_hold_a_discriminator_that_separates_the_target():
     seq = _clip(TRAIN, CLIP)
     dcfg = MaskDataConfig(inits_per_clip=2, targets_per_init=3, ridge=True, mask_init_prob=0.5)
     data = generate(TrackerConfig(), [seq], [seq], dcfg, False, False)
-    assert data["full"].shape[1] == len(RIDGE_CUES)
-    ridge = data["full"][:, RIDGE_CUES.index("ridge")].astype(np.float32)
-    valid = data["full"][:, RIDGE_CUES.index("valid")] > 0.5
-    label = data["label"] > 0
-    assert np.isfinite(ridge).all() and ridge.max() <= 2.0 and ridge.min() >= -2.0
     # Fitted on the first frame (+1 target, -1 background), it answers on later frames' targets.
-    for r, v, lab in zip(ridge, valid, label, strict=True):
-        assert r[lab & v].mean() > r[~lab & v].mean() + 0.5
+    for on, off in _on_and_off_target(data, RIDGE_CUES, "ridge", -2.0, 2.0):
+        assert on > off + 0.5
     with pytest.raises(ValueError, match="not both"):
         _ = MaskDataConfig(score_map=True, ridge=True).cues
 

@@ -334,7 +334,8 @@ class MaskHead:
 
         Also returns the fused cues' probability (the training-free head's answer) so that
         training can score the baseline on the same samples. Without a decoder the maps are
-        ``CUES``, plus ``score`` (``SCORE_CUES``) when a score map is given.
+        ``sample_cues`` when set (what the decoder to be trained reads), else ``CUES``, plus
+        ``score`` (``SCORE_CUES``) when a score map is given.
         """
         win, cues = self._cues(frame, box, feats, crop)
         full, grid_feats = self._decoder_inputs(win, cues, feats, crop, score)

@@ -246,21 +246,25 @@ class BoxRefineConfig:
 class MaskFusionConfig:
     """How the tracker uses the mask head (thresholds on the tracker side only)."""
 
-    # Blend of the mask box into the target state (RTS-style box from mask; 0 = classifier box
-    # only). With the training-free head it hurt or did nothing (colour head: 16-sequence AUC
-    # 0.575 -> 0.554). With the learned decoder (issue 9) 0.5 lifted the validation clips' mean
-    # AUC from 0.625 to 0.645, but from one clip (car-turn +0.21; one other better, one worse,
-    # seven unchanged): the gain does not survive leaving that clip out, so it stays off
-    # (TRAINING_NOTES 3.4: compare clip by clip, not by the mean alone). docs/design.md.
-    box_weight: float = 0.0  # share of the mask box size in the box size (0 = scale filter)
+    # Box from mask (RTS): blend the confident mask's box into the target state (0 = classifier
+    # box and scale filter only). The mask box is first mapped through the first frame's
+    # relation between the user's box and the mask's tight box (target.BoxConvention), so a box
+    # drawn around part of a target stays that kind of box. Chosen on validation from 5 starts
+    # per clip (2026-12-03): AUC 0.692 -> 0.716, J 0.688 -> 0.695 (8 runs better, 1 worse; most
+    # of it car-turn, a car turning 90 degrees, whose box the scale filter cannot reshape); on
+    # 10 box-annotated training clips the decoder never saw, level (0.822 vs 0.821). Without the
+    # first-frame mapping those clips lost 0.007; without the size gate, tiny UAVDT cars lost 0.035.
+    # With the training-free heads it hurt (colour head: AUC 0.616 -> 0.510). docs/design.md.
+    box_weight: float = 0.5  # share of the mask box size in the box size (0 = scale filter)
     # Weight of the mask box's centre (the size uses box_weight); acts alone too (box_weight 0:
-    # the centre follows the mask, the size stays the scale filter's). Below box_weight when the
-    # classifier localises better than the mask (colour masks can bleed into similar background).
-    # Centre only, on the validation clips from 5 starts: AUC 0.691 / 0.690 at 0.3 / 0.5 vs 0.692
-    # without (J 0.689 / 0.688 vs 0.688), so it stays off.
-    center_weight: float = 0.0  # share of the mask box centre in the box centre (0 = classifier)
+    # the centre follows the mask, the size stays the scale filter's).
+    center_weight: float = 0.5  # share of the mask box centre in the box centre (0 = classifier)
     box_min_confidence: float = 0.8  # mask box used only when its confidence is above this
     box_min_iou: float = 0.7  # ... and it overlaps the classifier box at least this much
+    # ... and the target's shorter side is at least this many image pixels: the decoder learned
+    # from DAVIS targets (shorter side 37 px or more at the 10th percentile of the smallest
+    # training clip), so a 10 px car's mask is outside what it learned.
+    box_min_side: float = 40.0  # mask box used only for targets at least this large (px)
     max_scale_change: float = 1.2  # per-frame clip of the size change from the mask box
     # Mask head update() only above this confidence. The head gates at 0.2 itself; 0.7 here
     # starved it of updates (DAVIS J with the tracker's boxes 0.423 at 0.7, 0.446 at 0.2).

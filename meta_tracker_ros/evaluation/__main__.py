@@ -25,9 +25,10 @@ from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
 from meta_tracker_ros.evaluation.datasets import FORMATS, Sequence, load_sequences
 from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
 
-# "meta": the shipped tracker (learned classifier, learned mask decoder; the box refiner is off
-# by default); "handset": the same configuration with every learned part that moves the box off
-# (hand-set classifier, no box refiner), to measure what meta-training buys in one run;
+# "meta": the shipped tracker (learned classifier, learned mask decoder with box from mask; the
+# box refiner is off by default); "handset": the same configuration with every learned part that
+# moves the box off (hand-set classifier, no box refiner, no box from mask; the decoder still
+# draws the masks), to measure what offline training buys the box in one run;
 # "meta-refine": the shipped tracker with the learned box refiner on;
 # meta-freemask: the shipped tracker with the training-free mask head and the classifier's box
 # (mask.learned: false, mask_fusion.box_weight/center_weight: 0), i.e. without issue 9.
@@ -131,7 +132,14 @@ def _factories(
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
             if name == "handset":
-                cfg = cfg.with_overrides({"classifier.learned": False, "box_refine.enabled": False})
+                cfg = cfg.with_overrides(
+                    {
+                        "classifier.learned": False,
+                        "box_refine.enabled": False,
+                        "mask_fusion.box_weight": 0.0,
+                        "mask_fusion.center_weight": 0.0,
+                    }
+                )
             if name == "meta-refine":
                 cfg = cfg.with_overrides({"box_refine.enabled": True})
             if name == "meta-freemask":

@@ -43,6 +43,7 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("search.crop_size", (64, 1024)),
     ("*search_area", (1.0, 20.0)),
     ("localization.max_jump", (0.0, 10.0)),
+    ("mask_fusion.box_min_side", (0.0, 10000.0)),
     ("*threshold", (0.0, 1.0)),
     ("*_lr", (0.0, 1.0)),
     ("*learning_rate", (0.0, 1.0)),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from meta_tracker_ros.core import TrackerConfig, create_tracker
-from meta_tracker_ros.core.target import TargetTrack
+from meta_tracker_ros.core.target import BoxConvention, TargetTrack
 from meta_tracker_ros.evaluation.datasets import load_sequences
 from meta_tracker_ros.evaluation.metrics import mask_iou
 
@@ -81,7 +81,8 @@ def test_center_weight_alone_moves_the_box_centre_to_the_mask() -> None:
     gates = {"mask_fusion.box_min_confidence": 0.0, "mask_fusion.box_min_iou": 0.0}
 
     def first_result(center_weight: float):
-        cfg = TrackerConfig().with_overrides({"mask_fusion.center_weight": center_weight, **gates})
+        weights = {"mask_fusion.center_weight": center_weight, "mask_fusion.box_weight": 0.0}
+        cfg = TrackerConfig().with_overrides({**weights, **gates})
         assert cfg.mask_fusion.moves_box == (center_weight > 0)
         tracker = create_tracker(cfg)
         tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
@@ -97,3 +98,42 @@ def test_center_weight_alone_moves_the_box_centre_to_the_mask() -> None:
     assert np.hypot(*(centre(moved.box) - centre(still.box))) > 1.0
     expected = (centre(still.box) + centre(moved.box)) / 2.0  # centres blend linearly
     assert centre(half.box) == pytest.approx(expected, abs=1e-3)
+
+
+def test_box_convention_maps_the_first_mask_box_onto_the_users_box() -> None:
+    """The first frame's relation, applied to the first mask box, gives the user's box back."""
+    user, first_mask = (100.0, 50.0, 40.0, 80.0), (90.0, 60.0, 50.0, 60.0)  # 5 px left of it
+    conv = BoxConvention.fit(user, first_mask)
+    assert conv.apply(first_mask) == pytest.approx(user)
+    # Later masks keep the relation: a mask twice the size gives twice the user's box, offset by
+    # the same share of the mask's width (0.1: 5 of 50 px, now 10 of 100 px).
+    x, y, w, h = conv.apply((195.0, 160.0, 100.0, 120.0))  # centre (245, 220)
+    assert (w, h) == pytest.approx((80.0, 160.0))
+    assert (x + w / 2, y + h / 2) == pytest.approx((255.0, 220.0))
+    # A first mask far off the box (failed segmentation) cannot make later boxes run away.
+    wild = BoxConvention.fit(user, (0.0, 0.0, 400.0, 10.0))
+    assert (wild.rw, wild.rh) == pytest.approx((1 / 1.5, 1.5))
+    assert BoxConvention().apply(first_mask) == first_mask  # identity until fitted
+
+
+@pytest.mark.data
+def test_box_from_mask_needs_the_learned_decoder_and_a_large_enough_target() -> None:
+    """The default moves the box by the decoder's mask; the training-free head or a target
+    under ``box_min_side`` leaves the classifier's box exactly as with the weights at 0."""
+    if not (DATA / "masks" / "davis16_dog").is_dir():
+        pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
+    seq = load_sequences(DATA, names=["davis16_dog"])[1][0]
+    off = {"mask_fusion.box_weight": 0.0, "mask_fusion.center_weight": 0.0}
+
+    def boxes(overrides: dict) -> np.ndarray:
+        tracker = create_tracker(TrackerConfig().with_overrides(overrides))
+        tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
+        return np.array([tracker.track(seq.frame(i)).box for i in range(1, 12)])
+
+    assert TrackerConfig().mask_fusion.moves_box  # on by default
+    classifier_only = boxes(off)
+    assert np.abs(boxes({}) - classifier_only).max() > 1.0  # the decoder's masks move it
+    huge = {"mask_fusion.box_min_side": 1e4}
+    np.testing.assert_allclose(boxes(huge), classifier_only, atol=1e-6)
+    free = {"mask.learned": False}
+    np.testing.assert_allclose(boxes(free), boxes({**free, **off}), atol=1e-6)

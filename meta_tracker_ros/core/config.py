@@ -247,18 +247,17 @@ class MaskFusionConfig:
     """How the tracker uses the mask head (thresholds on the tracker side only)."""
 
     # Box from mask (RTS): blend the confident mask's box into the target state (0 = classifier
-    # box and scale filter only). The mask box is first mapped through the first frame's
-    # relation between the user's box and the mask's tight box (target.BoxConvention), so a box
-    # drawn around part of a target stays that kind of box. Chosen on validation from 5 starts
-    # per clip (2026-12-03): AUC 0.692 -> 0.716, J 0.688 -> 0.695 (8 runs better, 1 worse; most
-    # of it car-turn, a car turning 90 degrees, whose box the scale filter cannot reshape); on
-    # 10 box-annotated training clips the decoder never saw, level (0.822 vs 0.821). Without the
-    # first-frame mapping those clips lost 0.007; without the size gate, tiny UAVDT cars lost 0.035.
-    # With the training-free heads it hurt (colour head: AUC 0.616 -> 0.510). docs/design.md.
-    box_weight: float = 0.5  # share of the mask box size in the box size (0 = scale filter)
+    # box and scale filter only), with a learned decoder only. The mask box is first mapped
+    # through the first frame's relation between the user's box and the mask's tight box
+    # (target.BoxConvention), so a box drawn around part of a target stays that kind of box.
+    # Off: at 0.5 / 0.5 (2026-12-03) validation from 5 starts gained AUC 0.692 -> 0.716 (J 0.688
+    # -> 0.695), but from one clip (car-turn +0.23; +0.001 without it); 10 box-annotated
+    # training clips the decoder never saw were level (0.821 vs 0.822), and so were the 31
+    # evaluation sequences (0.634 vs 0.636, 5 better, 5 worse, a dancer -0.09). docs/design.md.
+    box_weight: float = 0.0  # share of the mask box size in the box size (0 = scale filter)
     # Weight of the mask box's centre (the size uses box_weight); acts alone too (box_weight 0:
     # the centre follows the mask, the size stays the scale filter's).
-    center_weight: float = 0.5  # share of the mask box centre in the box centre (0 = classifier)
+    center_weight: float = 0.0  # share of the mask box centre in the box centre (0 = classifier)
     box_min_confidence: float = 0.8  # mask box used only when its confidence is above this
     box_min_iou: float = 0.7  # ... and it overlaps the classifier box at least this much
     # ... and the target's shorter side is at least this many image pixels: the decoder learned

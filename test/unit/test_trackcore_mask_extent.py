@@ -118,22 +118,23 @@ def test_box_convention_maps_the_first_mask_box_onto_the_users_box() -> None:
 
 @pytest.mark.data
 def test_box_from_mask_needs_the_learned_decoder_and_a_large_enough_target() -> None:
-    """The default moves the box by the decoder's mask; the training-free head or a target
+    """With the weights set, the decoder's mask moves the box; the training-free head or a target
     under ``box_min_side`` leaves the classifier's box exactly as with the weights at 0."""
     if not (DATA / "masks" / "davis16_dog").is_dir():
         pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
     seq = load_sequences(DATA, names=["davis16_dog"])[1][0]
     off = {"mask_fusion.box_weight": 0.0, "mask_fusion.center_weight": 0.0}
+    on = {"mask_fusion.box_weight": 0.5, "mask_fusion.center_weight": 0.5}
 
     def boxes(overrides: dict) -> np.ndarray:
         tracker = create_tracker(TrackerConfig().with_overrides(overrides))
         tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
         return np.array([tracker.track(seq.frame(i)).box for i in range(1, 12)])
 
-    assert TrackerConfig().mask_fusion.moves_box  # on by default
+    assert not TrackerConfig().mask_fusion.moves_box  # off by default
     classifier_only = boxes(off)
-    assert np.abs(boxes({}) - classifier_only).max() > 1.0  # the decoder's masks move it
-    huge = {"mask_fusion.box_min_side": 1e4}
+    assert np.abs(boxes(on) - classifier_only).max() > 1.0  # the decoder's masks move it
+    huge = {**on, "mask_fusion.box_min_side": 1e4}
     np.testing.assert_allclose(boxes(huge), classifier_only, atol=1e-6)
     free = {"mask.learned": False}
-    np.testing.assert_allclose(boxes(free), boxes({**free, **off}), atol=1e-6)
+    np.testing.assert_allclose(boxes({**free, **on}), boxes({**free, **off}), atol=1e-6)

@@ -35,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--weights", default=str(SHIPPED))
+    p.add_argument("--work-size", type=int, help="mask.work_size (default: the config's)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     seq = load_sequences(args.data, "shared", [args.sequence])[1][0]
     cfg = TrackerConfig()
+    if args.work_size:  # the decoder file must have been trained for it
+        cfg = cfg.with_overrides({"mask.work_size": args.work_size})
     if args.device != "cpu":
         cfg = cfg.with_overrides({"runtime.device": args.device})
     runner = HeadRunner(cfg)

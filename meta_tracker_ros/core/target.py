@@ -492,17 +492,16 @@ class TargetTrack:
             and mbox is not None
             and est.confidence >= mf.box_min_confidence
             and min(self.size) >= mf.box_min_side
-            and iou_xywh(self._convention.apply(mbox), box) >= mf.box_min_iou
+            and iou_xywh(user_box := self._convention.apply(mbox), box) >= mf.box_min_iou
         ):
             # Blend centres linearly and sizes geometrically, clipping the size change.
-            mbox = self._convention.apply(mbox)
             c = mf.center_weight
-            mx, my = mbox[0] + mbox[2] / 2.0, mbox[1] + mbox[3] / 2.0
+            mx, my = user_box[0] + user_box[2] / 2.0, user_box[1] + user_box[3] / 2.0
             self.center = (
                 (1 - c) * self.center[0] + c * mx,
                 (1 - c) * self.center[1] + c * my,
             )
-            self.size = _size_towards(self.size, mbox, mf.box_weight, mf.max_scale_change)
+            self.size = _size_towards(self.size, user_box, mf.box_weight, mf.max_scale_change)
             self._clamp_state()
         if state == TrackState.TRACKING and est.confidence >= mf.update_min_confidence:
             self.mask_head.update(frame, est, work)

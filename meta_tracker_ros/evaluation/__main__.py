@@ -25,9 +25,9 @@ from meta_tracker_ros.evaluation.baselines import BASELINES, create_baseline
 from meta_tracker_ros.evaluation.datasets import FORMATS, Sequence, load_sequences
 from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, summarize_tracker
 
-# "meta": the shipped tracker (learned classifier, learned mask decoder with box from mask; the
-# box refiner is off by default); "handset": the same configuration with every learned part that
-# moves the box off (hand-set classifier, no box refiner, no box from mask; the decoder still
+# "meta": the shipped tracker (learned classifier, learned mask decoder; the box refiner and box
+# from mask are off by default); "handset": the same configuration with every learned part that
+# can move the box off (hand-set classifier, no box refiner, no box from mask; the decoder still
 # draws the masks), to measure what offline training buys the box in one run;
 # "meta-refine": the shipped tracker with the learned box refiner on;
 # meta-freemask: the shipped tracker with the training-free mask head and the classifier's box

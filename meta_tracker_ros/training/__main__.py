@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         default=e.far_prob,
         help="share of test crops with 5x the centre jitter",
     )
+    p.add_argument(
+        "--reverse-prob",
+        type=float,
+        default=e.reverse_prob,
+        help="share of training episodes played backwards in time",
+    )
     p.add_argument("--clips", default="", help="comma list of clips to use (default: all)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.episodes.center_jitter = args.center_jitter
     cfg.episodes.scale_jitter = args.scale_jitter
     cfg.episodes.far_prob = args.far_prob
+    cfg.episodes.reverse_prob = args.reverse_prob
     tracker_cfg = load_config(args.config)
     command = "python -m meta_tracker_ros.training " + shlex.join(
         sys.argv[1:] if argv is None else argv

@@ -36,6 +36,10 @@ class EpisodeConfig:
     memory_prob: float = 0.5  # share of episodes that also train the online update
     memory_frames: int = 3  # memory frames written between init and test
     memory_weight: tuple[float, float] = (0.2, 0.65)  # range of the memory's share of weight
+    # Share of episodes played backwards in time (test and memory frames before the init
+    # frame, each crop cut around the following frame's box): tracking is symmetric in time,
+    # so this doubles the appearance changes sixty short clips offer.
+    reverse_prob: float = 0.0
 
 
 @dataclass
@@ -91,6 +95,13 @@ class EpisodeSampler:
         hi = min(info["frames"], j + 1 + self.ecfg.max_gap)
         return [t for t in range(j + 1, hi) if info["present"][t] and str(t) in info["search"]]
 
+    def _earlier(self, name: str, j: int) -> list[int]:
+        """Frames before ``j`` usable as test frames, nearest first (backward tracking order)."""
+        info = self.cache.clips[name]
+        lo = max(0, j - self.ecfg.max_gap)
+        frames = range(j - 1, lo - 1, -1)
+        return [t for t in frames if info["present"][t] and str(t) in info["search"]]
+
     # ------------------------------------------------------------------ pieces
     def _init_view(self, name: str, j: int) -> View:
         info = self.cache.clips[name]
@@ -143,11 +154,24 @@ class EpisodeSampler:
             p -= 1
         return max(p, 0)
 
+    def _following(self, name: str, t: int) -> int:
+        """The previous frame of backward tracking: the next present frame after ``t``."""
+        info = self.cache.clips[name]
+        n = info["frames"]
+        p = t + 1
+        while p < n and not info["present"][p]:
+            p += 1
+        return min(p, n - 1)
+
     # ------------------------------------------------------------------ episodes
     def sample(self) -> Episode:
         name, j = self.starts[int(self.rng.integers(len(self.starts)))]
-        later = self._later(name, j)
         e = self.ecfg
+        if e.reverse_prob > 0 and self.rng.random() < e.reverse_prob:
+            earlier = self._earlier(name, j)
+            if earlier:
+                return self._backward(name, j, earlier)
+        later = self._later(name, j)
         k = min(e.test_frames, len(later))
         test = sorted(self.rng.choice(later, size=k, replace=False).tolist())
         memory = None
@@ -166,6 +190,29 @@ class EpisodeSampler:
             memory=memory,
             memory_weight=weight,
             meta={"init_frame": j, "test_frames": test},
+        )
+
+    def _backward(self, name: str, j: int, earlier: list[int]) -> Episode:
+        """An episode tracked backwards from ``j``: ``earlier`` is in tracking order."""
+        e = self.ecfg
+        k = min(e.test_frames, len(earlier))
+        idx = sorted(self.rng.choice(len(earlier), size=k, replace=False).tolist())
+        test = [earlier[i] for i in idx]
+        memory = None
+        weight = 0.0
+        if self.rng.random() < e.memory_prob and len(earlier) > 1:
+            pool = earlier[: idx[-1]] or earlier[:1]  # written before the last test frame
+            m = min(e.memory_frames, len(pool))
+            mem = [pool[i] for i in sorted(self.rng.choice(len(pool), size=m, replace=False))]
+            memory = self._crop_view(name, mem, [self._following(name, t) for t in mem])
+            weight = float(self.rng.uniform(*e.memory_weight))
+        return Episode(
+            clip=name,
+            init=self._init_view(name, j),
+            test=self._crop_view(name, test, [self._following(name, t) for t in test]),
+            memory=memory,
+            memory_weight=weight,
+            meta={"init_frame": j, "test_frames": test, "backward": True},
         )
 
 

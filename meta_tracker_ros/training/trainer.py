@@ -17,7 +17,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +200,9 @@ def train(cfg: TrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> di
     opt = torch.optim.Adam(groups)
     ecfg = cfg.episodes
     sampler = EpisodeSampler(cache, tracker_cfg, split.train, ecfg, cfg.seed + 1000 * rank)
-    val_sampler = EpisodeSampler(cache, tracker_cfg, split.val, ecfg, cfg.seed + 7)
+    # Validation episodes stay forward in time, as the tracker runs.
+    val_ecfg = replace(ecfg, reverse_prob=0.0)
+    val_sampler = EpisodeSampler(cache, tracker_cfg, split.val, val_ecfg, cfg.seed + 7)
     val_episodes = [val_sampler.sample() for _ in range(cfg.val_episodes)]
     ckpt_path = Path(cfg.checkpoint or (cfg.out + ".ckpt"))
     history: dict[str, list] = {
@@ -256,7 +258,7 @@ def train(cfg: TrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> di
             if skipped > max(10, cfg.steps // 20):
                 raise RuntimeError(f"{skipped} non-finite steps; lower the learning rates")
         step += 1
-        value = float(loss) if ok else float("nan")
+        value = float(loss.detach()) if ok else float("nan")
         ema = value if ema is None or not math.isfinite(ema) else 0.9 * ema + 0.1 * value
         history["step"].append(step)
         history["loss"].append(value)

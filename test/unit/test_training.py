@@ -89,6 +89,27 @@ def test_split_keeps_windows_of_one_video_together():
         assert split.val and split.train
 
 
+def test_backward_episodes_track_towards_the_start_of_the_clip(cached):
+    cfg, _, cache, _ = cached
+    ecfg = EpisodeConfig(memory_prob=1.0, reverse_prob=1.0)
+    sampler = EpisodeSampler(cache, cfg, CLIPS, ecfg, seed=3)
+    backward = 0
+    for _ in range(20):
+        ep = sampler.sample()
+        j, test = ep.meta["init_frame"], ep.meta["test_frames"]
+        if not ep.meta.get("backward"):  # the clip's first init frame has nothing before it
+            assert j == 0 and all(t > j for t in test)
+            continue
+        backward += 1
+        assert all(t < j for t in test) and test == sorted(test, reverse=True)
+        # Each test crop is cut around the following frame's box, so the target sits near
+        # the crop centre (within the jitter), on the level-0 grid of the crop.
+        n = ep.test.feats[cfg.classifier.feature_levels[0]].shape[-1]
+        offset = (ep.test.centers - (n - 1) / 2.0).abs().max()
+        assert float(offset) < n / 2
+    assert backward > 0
+
+
 def test_differentiable_solver_matches_the_trackers_at_step_zero(cached):
     cfg, _, cache, _ = cached
     ep = _sampler(cfg, cache).sample()

@@ -165,54 +165,42 @@ class EpisodeSampler:
 
     # ------------------------------------------------------------------ episodes
     def sample(self) -> Episode:
+        """One episode: forward in time, or backward with probability ``reverse_prob``.
+
+        ``order`` lists the candidate test frames in tracking order (nearest first) and
+        ``before`` gives each frame's predecessor in that order, whose box cuts its crop.
+        Frames are drawn by position in ``order``: forward, the same draws as by value.
+        """
         name, j = self.starts[int(self.rng.integers(len(self.starts)))]
         e = self.ecfg
+        order, before, backward = self._later(name, j), self._previous, False
         if e.reverse_prob > 0 and self.rng.random() < e.reverse_prob:
             earlier = self._earlier(name, j)
             if earlier:
-                return self._backward(name, j, earlier)
-        later = self._later(name, j)
-        k = min(e.test_frames, len(later))
-        test = sorted(self.rng.choice(later, size=k, replace=False).tolist())
+                order, before, backward = earlier, self._following, True
+        k = min(e.test_frames, len(order))
+        idx = sorted(self.rng.choice(len(order), size=k, replace=False).tolist())
+        test = [order[i] for i in idx]
         memory = None
         weight = 0.0
-        if self.rng.random() < e.memory_prob and len(later) > 1:
+        if self.rng.random() < e.memory_prob and len(order) > 1:
             # Memory frames come before the last test frame (the tracker only writes the past).
-            pool = [t for t in later if t < test[-1]] or later[:1]
+            pool = order[: idx[-1]] or order[:1]
             m = min(e.memory_frames, len(pool))
-            mem = sorted(self.rng.choice(pool, size=m, replace=False).tolist())
-            memory = self._crop_view(name, mem, [self._previous(name, t) for t in mem])
+            picks = sorted(self.rng.choice(len(pool), size=m, replace=False).tolist())
+            mem = [pool[i] for i in picks]
+            memory = self._crop_view(name, mem, [before(name, t) for t in mem])
             weight = float(self.rng.uniform(*e.memory_weight))
+        meta = {"init_frame": j, "test_frames": test}
+        if backward:
+            meta["backward"] = True
         return Episode(
             clip=name,
             init=self._init_view(name, j),
-            test=self._crop_view(name, test, [self._previous(name, t) for t in test]),
+            test=self._crop_view(name, test, [before(name, t) for t in test]),
             memory=memory,
             memory_weight=weight,
-            meta={"init_frame": j, "test_frames": test},
-        )
-
-    def _backward(self, name: str, j: int, earlier: list[int]) -> Episode:
-        """An episode tracked backwards from ``j``: ``earlier`` is in tracking order."""
-        e = self.ecfg
-        k = min(e.test_frames, len(earlier))
-        idx = sorted(self.rng.choice(len(earlier), size=k, replace=False).tolist())
-        test = [earlier[i] for i in idx]
-        memory = None
-        weight = 0.0
-        if self.rng.random() < e.memory_prob and len(earlier) > 1:
-            pool = earlier[: idx[-1]] or earlier[:1]  # written before the last test frame
-            m = min(e.memory_frames, len(pool))
-            mem = [pool[i] for i in sorted(self.rng.choice(len(pool), size=m, replace=False))]
-            memory = self._crop_view(name, mem, [self._following(name, t) for t in mem])
-            weight = float(self.rng.uniform(*e.memory_weight))
-        return Episode(
-            clip=name,
-            init=self._init_view(name, j),
-            test=self._crop_view(name, test, [self._following(name, t) for t in test]),
-            memory=memory,
-            memory_weight=weight,
-            meta={"init_frame": j, "test_frames": test, "backward": True},
+            meta=meta,
         )
 
 

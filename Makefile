@@ -19,8 +19,9 @@ TRAIN_DATA  ?= ../shared/data/train
 WEIGHTS     ?= meta_tracker_ros/core/weights/classifier.pt
 MASK_WEIGHTS ?= meta_tracker_ros/core/weights/mask_decoder.pt
 BOX_WEIGHTS ?= meta_tracker_ros/core/weights/box_refiner.pt
+SCALE_WEIGHTS ?= meta_tracker_ros/core/weights/scale_head.pt
 
-.PHONY: env build test lint demo bench bench-val train train-box train-mask stress clean distclean constraints
+.PHONY: env build test lint demo bench bench-val train train-box train-scale train-mask stress clean distclean constraints
 
 env: $(VENV_STAMP)
 
@@ -87,12 +88,18 @@ bench-val: build
 train: build
 	$(RUN) python -m meta_tracker_ros.training --data $(TRAIN_DATA) --out $(WEIGHTS)
 	$(MAKE) train-box
+	$(MAKE) train-scale
 	$(MAKE) train-mask
 
 # Train the box refiner on the classifier's feature cache (reused when make train built it)
 # and write the file the tracker loads by default, with its curves and model card data.
 train-box: build
 	$(RUN) python -m meta_tracker_ros.training box --data $(TRAIN_DATA) --out $(BOX_WEIGHTS)
+
+# Train the learned scale head on the classifier's feature cache (reused when make train built
+# it) and write the file the tracker loads by default, with its curves and model card data.
+train-scale: build
+	$(RUN) python -m meta_tracker_ros.training scale --data $(TRAIN_DATA) --out $(SCALE_WEIGHTS)
 
 # Train the mask decoder (samples from the real mask head on the training split's mask clips,
 # with pasted "lucid dreaming" episodes; early stopping on the validation clips) and write the

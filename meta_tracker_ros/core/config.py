@@ -208,6 +208,13 @@ class ScaleConfig:
     """DSST-style scale filter on backbone features resampled at several scales."""
 
     enabled: bool = True
+    # "dsst": the hand-set correlation filter below; "learned": the scale head trained offline
+    # (core/heads/scale_head.py; reads s8 and s16 and ignores the DSST-only keys).
+    method: str = "learned"  # size estimator: dsst (the filter below) | learned (trained head)
+    weights_path: str = ""  # scale head file for method "learned" ("" = the one shipped)
+    # Method "learned": the head's share of the log size change, the rest the DSST filter's
+    # (1: the head alone; the filter is still kept up to date, so the share can change live).
+    learned_weight: float = 0.3  # share of the learned head in the size estimate (0..1)
     num_scales: int = 17
     scale_step: float = 1.03
     # Feature maps sampled per scale, concatenated: "projected" (the classifier's features)
@@ -218,7 +225,7 @@ class ScaleConfig:
     learning_rate: float = 0.025  # numerator/denominator update rate
     reg: float = 0.01
     sigma_factor: float = 0.25  # label sigma over scales = this x sqrt(num_scales)
-    damping: float = 0.8  # fraction of the estimated scale change applied per frame
+    damping: float = 1.0  # fraction of the estimated scale change applied per frame
     max_change: float = 1.1  # per-frame clip of the size change (and 1/max_change)
     min_score: float = 0.4  # relative classifier peak needed to change the size
 

@@ -30,6 +30,9 @@ from meta_tracker_ros.core.heads.learned import SHIPPED, LearnedClassifier, load
 from meta_tracker_ros.core.heads.mask_decoder import SHIPPED as SHIPPED_DECODER
 from meta_tracker_ros.core.heads.mask_decoder import MaskDecoderFile, load_decoder
 from meta_tracker_ros.core.heads.mask_head import MaskHead
+from meta_tracker_ros.core.heads.scale_head import LEVELS as SCALE_HEAD_LEVELS
+from meta_tracker_ros.core.heads.scale_head import SHIPPED as SHIPPED_SCALE_HEAD
+from meta_tracker_ros.core.heads.scale_head import ScaleHeadFile, load_head
 from meta_tracker_ros.core.target import TargetTrack, crop_size_for
 from meta_tracker_ros.core.timing import StageTimes
 from meta_tracker_ros.core.types import Box, TrackResult, TrackState, validate_box, validate_frame
@@ -49,6 +52,8 @@ STRUCTURAL_FIELDS = frozenset(
         "mask.weights_path",
         "mask.ridge_levels",
         "scale.enabled",
+        "scale.method",
+        "scale.weights_path",
         "box_refine.enabled",
         "box_refine.weights_path",
         "search.crop_size",
@@ -112,6 +117,20 @@ def load_box_refiner(cfg: TrackerConfig) -> BoxRefinerFile | None:
     return ref
 
 
+def load_scale_head(cfg: TrackerConfig) -> ScaleHeadFile | None:
+    """The learned scale head of ``cfg`` checked against it (None for the DSST filter or off)."""
+    sc = cfg.scale
+    if sc.method not in ("dsst", "learned"):
+        raise ValueError(f"scale.method must be 'dsst' or 'learned', got {sc.method!r}")
+    if not 0.0 <= sc.learned_weight <= 1.0:
+        raise ValueError(f"scale.learned_weight must be in [0, 1], got {sc.learned_weight}")
+    if not sc.enabled or sc.method != "learned":
+        return None
+    head = load_head(sc.weights_path or SHIPPED_SCALE_HEAD)
+    head.check(cfg.backbone.name)
+    return head
+
+
 class MultiTracker:
     """Track any number of targets, keyed by hashable ids, sharing one backbone pass per frame."""
 
@@ -123,6 +142,9 @@ class MultiTracker:
         levels = set(cfg.classifier.feature_levels)
         if cfg.scale.enabled:
             levels |= {lv for lv in cfg.scale.feature_levels if lv != "projected"}
+        self.scale_head = load_scale_head(cfg)
+        if self.scale_head is not None:
+            levels |= set(SCALE_HEAD_LEVELS)
         if cfg.mask.enabled and cfg.mask.feature_weight > 0:
             levels |= set(cfg.mask.feature_levels)
         self.mask_decoder = load_mask_decoder(cfg)
@@ -150,6 +172,8 @@ class MultiTracker:
         self.device = self.backbone.device
         if self.box_refiner is not None:
             self.box_refiner.refiner.to(self.device)
+        if self.scale_head is not None:
+            self.scale_head.head.to(self.device)
         self.learned = load_classifier(cfg, self.device)
         self._targets: dict[Hashable, TargetTrack] = {}
         self.frames = 0
@@ -219,7 +243,8 @@ class MultiTracker:
             else None
         )
         refiner = self.box_refiner.refiner if self.box_refiner else None
-        target = TargetTrack(cfg, self.device, head, self.learned, refiner)
+        scale_head = self.scale_head.head if self.scale_head else None
+        target = TargetTrack(cfg, self.device, head, self.learned, refiner, scale_head)
         target.times = self.times
         target.slot = self._free_slot(target_id)
         cx, cy = box[0] + box[2] / 2.0, box[1] + box[3] / 2.0

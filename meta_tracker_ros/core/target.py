@@ -25,6 +25,8 @@ from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
 from meta_tracker_ros.core.heads.box_refiner import BoxRefiner, Reference, fit_reference
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
 from meta_tracker_ros.core.heads.learned import LearnedClassifier
+from meta_tracker_ros.core.heads.scale_head import LEVELS as SCALE_HEAD_LEVELS
+from meta_tracker_ros.core.heads.scale_head import LearnedScale, ScaleHead
 from meta_tracker_ros.core.heads.solver import SolverParams, sample_energy
 from meta_tracker_ros.core.localization import (
     PeakKind,
@@ -147,6 +149,7 @@ class TargetTrack:
         mask_head=None,
         learned: LearnedClassifier | None = None,
         refiner: BoxRefiner | None = None,
+        scale_head: ScaleHead | None = None,
     ) -> None:
         self.cfg = config
         self.device = device
@@ -162,7 +165,18 @@ class TargetTrack:
             self.solver = None
         self.classifier: FilterClassifier | None = None
         self.memory = SampleMemory(config.memory.size, config.memory.init_weight_floor)
+        # Size estimators: the DSST filter, and the learned scale head when one is given (their
+        # estimates are mixed in log space, scale.learned_weight being the head's share).
         self.scale = ScaleFilter(config.scale)
+        self.scale_head = (
+            LearnedScale(
+                scale_head,
+                [LITE0_LEVELS[lv][1] for lv in SCALE_HEAD_LEVELS],
+                config.scale.learning_rate,
+            )
+            if scale_head is not None
+            else None
+        )
         self.states = StateMachine(config.localization)
         self.mask_head = mask_head
         self.refiner = refiner
@@ -258,7 +272,7 @@ class TargetTrack:
         first = self.classifier.scores(x[0:1])[0, 0]
         self.reference = max(float(first.max()), self.cfg.localization.score_reference_floor)
         if self.cfg.scale.enabled:
-            self.scale.initialize(*self._scale_input(x[0:1], feats, positions[0], dims, 0))
+            self._scale_initialize(x[0:1], feats, positions[0], dims, crop, 0)
         if self.refiner is not None:
             self._reference = fit_reference(
                 [feats[lv][0:1] for lv in REFINER_LEVELS],
@@ -327,7 +341,7 @@ class TargetTrack:
             pos = (peak.row, peak.col)
             if cfg.scale.enabled and peak.value >= cfg.scale.min_score and not self._rescaled:
                 with self.times.measure("scale"):
-                    factor = self.scale.estimate(*self._scale_input(x, feats, pos, dims))
+                    factor = self._scale_estimate(x, feats, pos, dims, crop)
                 self.size = smooth_size(self.size, factor, cfg.scale.damping, cfg.scale.max_change)
             if (
                 self.refiner is not None
@@ -407,8 +421,40 @@ class TargetTrack:
         self.center = (x + w / 2, y + h / 2)
         self.size = (w, h)
 
+    def _head_input(self, feats, crop: Crop, index: int = 0):
+        """The learned scale head's levels and the current box in ``crop`` pixels."""
+        return [feats[lv][index : index + 1] for lv in SCALE_HEAD_LEVELS], self._crop_xyxy(crop)
+
+    def _scale_initialize(self, x, feats, pos, dims, crop: Crop, index: int = 0) -> None:
+        self.scale.initialize(*self._scale_input(x, feats, pos, dims, index))
+        if self.scale_head is not None:
+            self.scale_head.initialize(*self._head_input(feats, crop, index))
+
+    def _scale_update(self, x, feats, pos, dims, crop: Crop) -> None:
+        self.scale.update(*self._scale_input(x, feats, pos, dims))
+        if self.scale_head is not None:
+            self.scale_head.update(*self._head_input(feats, crop))
+
+    def _scale_estimate(self, x, feats, pos, dims, crop: Crop) -> float:
+        """The size factor: the DSST filter's, the head's, or their mix in log space.
+
+        Why a mix: on held-out training clips the filter is steady but returns a third of a
+        size change, the head follows most of it but is noisier per frame; averaging the two
+        logs beat either alone (docs/design.md, "Learned scale head").
+        """
+        w = self.cfg.scale.learned_weight if self.scale_head is not None else 0.0
+        log_f = 0.0
+        if w < 1.0:
+            log_f += (1.0 - w) * np.log(
+                self.scale.estimate(*self._scale_input(x, feats, pos, dims))
+            )
+        if w > 0.0:
+            assert self.scale_head is not None
+            log_f += w * np.log(self.scale_head.estimate(*self._head_input(feats, crop)))
+        return float(np.exp(log_f))
+
     def _scale_input(self, x, feats, pos, dims, index: int = 0):
-        """Feature maps with centre and size in each map's cells, for the scale filter."""
+        """Feature maps with centre and size in each map's cells, for the DSST filter."""
         out = []
         s0 = self.stride
         for level in self.cfg.scale.feature_levels:
@@ -447,7 +493,7 @@ class TargetTrack:
             lr = m.hard_negative_learning_rate if hard else m.learning_rate
             self.memory.add(xf, label, lr, sample_energy(x), score_map)
         if cfg.scale.enabled:
-            self.scale.update(*self._scale_input(x, feats, pos, dims))
+            self._scale_update(x, feats, pos, dims, crop)
         steps = 0
         if hard:
             steps = m.hard_negative_steps

@@ -27,8 +27,9 @@ from meta_tracker_ros.evaluation.runner import TrackerFactory, run_benchmark, su
 
 # "meta": the shipped tracker (learned classifier, learned mask decoder; the box refiner and box
 # from mask are off by default); "handset": the same configuration with every learned part that
-# can move the box off (hand-set classifier, no box refiner, no box from mask; the decoder still
-# draws the masks), to measure what offline training buys the box in one run;
+# can move the box off (hand-set classifier, the DSST scale filter alone instead of its mix with
+# the learned scale head, no box refiner, no box from mask; the decoder still draws the masks),
+# to measure what offline training buys the box in one run;
 # "meta-refine": the shipped tracker with the learned box refiner on;
 # meta-freemask: the shipped tracker with the training-free mask head and the classifier's box
 # (mask.learned: false, mask_fusion.box_weight/center_weight: 0), i.e. without issue 9.
@@ -128,6 +129,7 @@ def _factories(
                 load_box_refiner,
                 load_classifier,
                 load_mask_decoder,
+                load_scale_head,
             )
 
             cfg = load_config(config)  # None: the shipped defaults (config/tracker.yaml)
@@ -135,6 +137,7 @@ def _factories(
                 cfg = cfg.with_overrides(
                     {
                         "classifier.learned": False,
+                        "scale.method": "dsst",
                         "box_refine.enabled": False,
                         "mask_fusion.box_weight": 0.0,
                         "mask_fusion.center_weight": 0.0,
@@ -153,6 +156,7 @@ def _factories(
             load_classifier(cfg, torch.device("cpu"))  # a missing or mismatched file fails here
             load_mask_decoder(cfg)  # ... and so does the mask decoder's
             load_box_refiner(cfg)  # ... and the box refiner's
+            load_scale_head(cfg)  # ... and the scale head's
             factories[name] = lambda cfg=cfg: create_tracker(copy.deepcopy(cfg))
         else:
             factories[name] = lambda kind=name: create_baseline(kind, opencv_threads)

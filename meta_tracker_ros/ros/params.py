@@ -55,6 +55,7 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("*_steps", (0, 1000)),
     ("*_iters", (0, 100)),
     ("*num_scales", (1, 101)),
+    ("scale.learned_weight", (0.0, 1.0)),
     ("*_weight", (0.0, 100.0)),
     ("*max_upscale", (1.0, 16.0)),
 ]
@@ -65,6 +66,7 @@ TRACKER_CHOICES: dict[str, tuple[str, ...]] = {
     "runtime.backend": ("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
     "runtime.precision": ("fp32", "fp16", "bf16"),
     "mask.color_space": ("lab", "hsv", "ycrcb", "bgr"),
+    "scale.method": ("dsst", "learned"),
 }
 
 

@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from meta_tracker_ros.training.box_train import main as box_main
 
         return box_main(rest[1:])
+    if rest[:1] == ["scale"]:
+        from meta_tracker_ros.training.scale_train import main as scale_main
+
+        return scale_main(rest[1:])
     if rest[:1] == ["mask"]:
         from meta_tracker_ros.training.mask_train import main as mask_main
 

@@ -169,6 +169,38 @@ def test_box_refiner_changes_the_aspect_and_can_be_switched_off():
     assert aspects[True] > 1.1, aspects
 
 
+def test_scale_methods_follow_a_growing_target_and_the_mix_reduces_to_the_filter():
+    """A target that grows x1.5 in 12 frames. The DSST filter, the learned head alone and the
+    shipped mix all follow most of it; with the head's share at 0 the boxes are the filter's,
+    to the bit (the head is kept up to date but not asked)."""
+    bg, sprite = _scene()
+    box = (100, 90, sprite.shape[1], sprite.shape[0])
+    frames = [_render(bg, sprite, 100, 90)]
+    for i in range(1, 13):  # grow the sprite by 2 px a side per frame about its centre
+        big = cv2.resize(sprite, (44 + 2 * i, 44 + 2 * i), interpolation=cv2.INTER_LINEAR)
+        frames.append(_render(bg, big, 100 - i, 90 - i))
+    true = np.log(68.0 / 44.0)
+    runs = {"dsst": ("dsst", 0.3), "head": ("learned", 1.0), "mix": ("learned", 0.3)}
+    runs["zero"] = ("learned", 0.0)
+    boxes = {}
+    for name, (method, weight) in runs.items():
+        tracker = create_tracker(
+            _config(**{"scale.method": method, "scale.learned_weight": weight})
+        )
+        assert (tracker._multi.scale_head is not None) == (method == "learned")
+        tracker.initialize(frames[0], box)
+        boxes[name] = [tracker.track(frame).box for frame in frames[1:]]
+    growth = {k: np.log(np.sqrt(b[-1][2] * b[-1][3]) / 44.0) for k, b in boxes.items()}
+    for name in ("dsst", "head", "mix"):
+        assert 0.6 * true < growth[name] < 1.2 * true, growth
+    assert boxes["zero"] == boxes["dsst"]
+    assert boxes["mix"] != boxes["dsst"]
+    with pytest.raises(ValueError, match=r"scale\.method"):
+        create_tracker(_config(**{"scale.method": "iou-net"}))
+    with pytest.raises(ValueError, match=r"scale\.learned_weight"):
+        create_tracker(_config(**{"scale.method": "learned", "scale.learned_weight": 1.5}))
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("count", [1, 2])
 def test_heads_on_two_threads_give_the_same_tracks(count: int):

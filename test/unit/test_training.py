@@ -430,3 +430,104 @@ def test_box_refiner_file_round_trip_and_mismatch(tmp_path):
     loaded.check("efficientnet-lite0")
     with pytest.raises(ValueError, match="backbone"):
         loaded.check("resnet18")
+
+
+# ---------------------------------------------------------------------- learned scale head
+
+
+def _scale_batch(cache, n=32, seed=0):
+    from meta_tracker_ros.training.scale_train import ScaleSampler, ScaleTrainConfig
+
+    return ScaleSampler(cache, CLIPS, ScaleTrainConfig(), seed).sample(n)
+
+
+def test_scale_head_starts_unchanged_and_targets_invert(cached):
+    from meta_tracker_ros.core.heads.scale_head import ScaleHead, log_factors, size_targets
+    from meta_tracker_ros.training.scale_train import loss_fn
+
+    _, _, cache, _ = cached
+    b = _scale_batch(cache, 8)
+    _, change, target = loss_fn(ScaleHead([40, 112]), b)
+    assert torch.allclose(change, torch.zeros(8), atol=1e-6)  # flat scores: size unchanged
+    assert target.abs().max() <= log_factors()[-1] + 1e-6
+    # A box scaled about its centre by f needs the change -log f (inside the head's range).
+    box = b["truth"][:1]
+    c = (box[:, :2] + box[:, 2:]) / 2
+    half = (box[:, 2:] - box[:, :2]) / 2 * 1.2
+    grown = torch.cat([c - half, c + half], dim=1)
+    assert torch.allclose(
+        size_targets(grown, box), torch.tensor([-np.log(1.2)], dtype=torch.float32), atol=1e-5
+    )
+
+
+def test_scale_head_training_steps_lower_the_loss(cached):
+    from meta_tracker_ros.core.heads.scale_head import ScaleHead
+    from meta_tracker_ros.training.scale_train import loss_fn
+
+    _, _, cache, _ = cached
+    torch.manual_seed(0)
+    batch = _scale_batch(cache, 32, seed=1)
+    model = ScaleHead([40, 112])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    before = float(loss_fn(model, batch)[0].detach())
+    for _ in range(15):
+        loss, _, _ = loss_fn(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss_fn(model, batch)[0].detach()) < before
+
+
+def test_shipped_scale_head_recovers_most_of_a_known_size_error(cached):
+    """On real frames with boxes off in size like the tracker's, the shipped head halves the
+    log size error and its answer moves with the true change (slope well above the DSST's 1/3).
+    """
+    from meta_tracker_ros.core.heads.scale_head import SHIPPED, load_head
+    from meta_tracker_ros.training.scale_train import evaluate
+
+    _, _, cache, _ = cached
+    head = load_head(SHIPPED).head
+    v = evaluate(head, [_scale_batch(cache, 128, seed=2)])
+    assert v["val_error"] < 0.7 * v["val_error_unchanged"], v
+    assert v["val_slope"] > 0.5, v
+
+
+def test_scale_head_file_round_trip_and_mismatch(tmp_path):
+    from meta_tracker_ros.core.heads.scale_head import (
+        CELLS,
+        LEVELS,
+        NUM_SCALES,
+        PADDING,
+        RANGE,
+        LearnedScale,
+        ScaleHead,
+        load_head,
+        save_head,
+    )
+
+    torch.manual_seed(0)
+    model = ScaleHead([40, 112])
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    meta = {
+        "backbone": "efficientnet-lite0",
+        "levels": list(LEVELS),
+        "grid": [NUM_SCALES, RANGE, CELLS, PADDING],
+    }
+    path = tmp_path / "scale.pt"
+    save_head(path, model, meta)
+    loaded = load_head(path)
+    feats = [torch.randn(1, 40, 32, 32), torch.randn(1, 112, 16, 16)]
+    box = torch.tensor([[100.0, 90.0, 160.0, 170.0]])
+    estimates = []
+    for head in (model, loaded.head):
+        est = LearnedScale(head, [8, 16], 0.025)
+        est.initialize(feats, box)
+        estimates.append(est.estimate(feats, box * 1.05))
+    assert estimates[0] == estimates[1]
+    loaded.check("efficientnet-lite0")
+    with pytest.raises(ValueError, match="backbone"):
+        loaded.check("resnet18")
+    loaded.meta["grid"] = [9, RANGE, CELLS, PADDING]
+    with pytest.raises(ValueError, match="grid"):
+        loaded.check("efficientnet-lite0")

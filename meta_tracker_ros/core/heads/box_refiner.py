@@ -52,7 +52,9 @@ def profile_positions(device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.linspace(-REACH, REACH, PROFILE, device=device)
 
 
-def _sample(feat: torch.Tensor, stride: int, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+def sample_points(
+    feat: torch.Tensor, stride: int, xs: torch.Tensor, ys: torch.Tensor
+) -> torch.Tensor:
     """Bilinear samples of ``feat`` (N, C, h, w) at crop pixels ``xs``, ``ys`` (N, ...).
 
     Returns (N, C, ...); zero outside the map (the crop's own padding is zero too).
@@ -127,8 +129,8 @@ def fit_reference(feats: list[torch.Tensor], strides: list[int], boxes: torch.Te
     inside, ring = box_grid(boxes), box_grid(boxes, ring=0.5)
     for f, s in zip(feats, strides, strict=True):
         scales.append(1.0 / f.flatten(1).std(dim=1).clamp(min=1e-6))
-        fg.append(F.normalize(_sample(f, s, *inside).mean(-1), dim=1))
-        bg.append(F.normalize(_sample(f, s, *ring).mean(-1), dim=1))
+        fg.append(F.normalize(sample_points(f, s, *inside).mean(-1), dim=1))
+        bg.append(F.normalize(sample_points(f, s, *ring).mean(-1), dim=1))
     return Reference(scales, fg, bg)
 
 
@@ -164,7 +166,7 @@ class BoxRefiner(nn.Module):
         n = boxes.shape[0]
         raw, sims = [], []
         for f, s, sc, fg, bg in zip(feats, strides, ref.scales, ref.fg, ref.bg, strict=True):
-            p = _sample(f, s, xs, ys).mean(3) * sc.view(-1, 1, 1, 1)  # (N, C, EDGES, PROFILE)
+            p = sample_points(f, s, xs, ys).mean(3) * sc.view(-1, 1, 1, 1)  # (N, C, EDGES, PROFILE)
             raw.append(p)
             unit = F.normalize(p, dim=1)
             sims.append(torch.einsum("nc,ncep->nep", fg, unit))

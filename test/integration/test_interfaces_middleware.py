@@ -43,6 +43,18 @@ def spin(ros_context):
     thread.join(timeout=2.0)
 
 
+def _stop(executor: SingleThreadedExecutor, *nodes) -> None:
+    """Stop spinning, then destroy the nodes.
+
+    Why this order: a node destroyed while the spin thread waits on it leaves that thread a
+    wait set without entities, and rclpy raises RCLError in the thread ("wait set is empty"),
+    which pytest reports as an unhandled thread exception.
+    """
+    executor.shutdown(timeout_sec=2.0)
+    for node in nodes:
+        node.destroy_node()
+
+
 def _tracked_array(mask: np.ndarray):
     obj = msgs.TrackedObject()
     obj.id = "person-1"
@@ -109,8 +121,7 @@ def test_tracked_object_array_with_mask_arrives_intact(ros_context, spin):
         assert (obj.position.x, obj.position.y, obj.position.z) == (0.1, -0.2, 2.5)
         assert obj.frames_since_seen == 3
     finally:
-        pub_node.destroy_node()
-        sub_node.destroy_node()
+        _stop(spin, pub_node, sub_node)
 
 
 def test_state_constants_match_the_core():
@@ -187,5 +198,4 @@ def test_set_target_and_remove_target_services_between_nodes(ros_context, spin):
         assert done3.wait(10.0)
         assert fut3.result().success and fut3.result().message == "removed 'auto-7'"
     finally:
-        server.destroy_node()
-        client_node.destroy_node()
+        _stop(spin, server, client_node)

@@ -78,6 +78,8 @@ class ScaleTrainConfig:
     running_gap: int = 10  # the running template's frame lies at most this far before the test
     center_jitter: float = 0.05  # sigma of the centre error, x sqrt(target area)
     scale_jitter: float = 0.12  # sigma of the log size error of the test box
+    near_prob: float = 0.0  # share of test boxes with the small error near_jitter instead
+    near_jitter: float = 0.03
     running_scale_jitter: float = 0.04  # sigma of the running template's log size error
     first_aspect_prob: float = 0.5  # share of samples whose box has the first frame's aspect
     progress: bool = True
@@ -148,7 +150,10 @@ class ScaleSampler:
                 _, _, w0, h0 = info["boxes"][j]
                 ar = w0 / max(h0, 1e-6)
                 w, h = math.sqrt(gw * gh * ar), math.sqrt(gw * gh / ar)
-            s = math.exp(rng.normal() * c.scale_jitter)
+            sigma = c.scale_jitter
+            if c.near_prob > 0 and rng.random() < c.near_prob:  # no extra draw at 0
+                sigma = c.near_jitter
+            s = math.exp(rng.normal() * sigma)
             w, h = w * s, h * s
             size = math.sqrt(gw * gh)
             cx = gx + gw / 2 + rng.normal() * c.center_jitter * size

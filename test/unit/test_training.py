@@ -460,6 +460,19 @@ def test_scale_head_starts_unchanged_and_targets_invert(cached):
     )
 
 
+def test_scale_samples_near_prob_draws_smaller_size_errors(cached):
+    from meta_tracker_ros.core.heads.scale_head import size_targets
+    from meta_tracker_ros.training.scale_train import ScaleSampler, ScaleTrainConfig
+
+    _, _, cache, _ = cached
+    errors = {}
+    for prob in (0.0, 1.0):
+        cfg = ScaleTrainConfig(near_prob=prob, center_jitter=0.0)
+        b = ScaleSampler(cache, CLIPS, cfg, 3).sample(128)
+        errors[prob] = float(size_targets(b["boxes"], b["truth"]).abs().mean())
+    assert errors[1.0] < 0.5 * errors[0.0], errors
+
+
 def test_scale_head_training_steps_lower_the_loss(cached):
     from meta_tracker_ros.core.heads.scale_head import ScaleHead
     from meta_tracker_ros.training.scale_train import loss_fn

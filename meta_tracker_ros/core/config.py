@@ -213,7 +213,7 @@ class ScaleConfig:
     method: str = "learned"  # size estimator: dsst (the filter below) | learned (trained head)
     weights_path: str = ""  # scale head file for method "learned" ("" = the one shipped)
     # Method "learned": the head's share of the log size change, the rest the DSST filter's
-    # (1: the head alone; the filter is still kept up to date, so the share can change live).
+    # (1: the head alone, the filter is then only kept up to date, not asked).
     learned_weight: float = 0.3  # share of the learned head in the size estimate (0..1)
     num_scales: int = 17
     scale_step: float = 1.03

@@ -20,14 +20,13 @@ beside it, so a run shows at once whether refining helps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import shlex
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +48,14 @@ from meta_tracker_ros.core.heads.box_refiner import (
     save_refiner,
 )
 from meta_tracker_ros.evaluation import metrics
-from meta_tracker_ros.training.cache import FeatureCache, build_or_load
-from meta_tracker_ros.training.data import load_clips, source_videos, split_clips
+from meta_tracker_ros.training.cache import FeatureCache
+from meta_tracker_ros.training.head_loop import (
+    cache_and_split,
+    config_from_args,
+    config_parser,
+    fit_head,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +95,7 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(metrics.box_iou(xywh(a), xywh(b)))
 
 
-def _xyxy(crop: Crop, box) -> list[float]:
+def crop_xyxy(crop: Crop, box) -> list[float]:
     u, v, w, h = crop.box_to_crop(tuple(float(c) for c in box))
     return [u, v, u + w, v + h]
 
@@ -130,7 +135,7 @@ class BoxSampler:
             for lv in LEVELS:
                 ref[lv].append(np.asarray(self.cache.init[lv][e0["row"], 0], np.float32))
                 test[lv].append(np.asarray(self.cache.search[lv][e1["row"]], np.float32))
-            ref_boxes.append(_xyxy(Crop(*e0["crop"][:3], int(e0["crop"][3])), info["boxes"][j]))
+            ref_boxes.append(crop_xyxy(Crop(*e0["crop"][:3], int(e0["crop"][3])), info["boxes"][j]))
             gx, gy, gw, gh = info["boxes"][t]
             w, h = gw, gh
             if rng.random() < c.first_aspect_prob:  # the first frame's aspect, this area
@@ -144,8 +149,8 @@ class BoxSampler:
             cx = gx + gw / 2 + rng.normal() * c.center_jitter * size
             cy = gy + gh / 2 + rng.normal() * c.center_jitter * size
             wide = Crop(*e1["crop"][:3], int(e1["crop"][3]))
-            boxes.append(_xyxy(wide, (cx - w / 2, cy - h / 2, w, h)))
-            truth.append(_xyxy(wide, (gx, gy, gw, gh)))
+            boxes.append(crop_xyxy(wide, (cx - w / 2, cy - h / 2, w, h)))
+            truth.append(crop_xyxy(wide, (gx, gy, gw, gh)))
         return {
             "ref": [torch.from_numpy(np.stack(ref[lv])) for lv in LEVELS],
             "ref_boxes": torch.tensor(ref_boxes, dtype=torch.float32),
@@ -185,63 +190,22 @@ def train_box(cfg: BoxTrainConfig, tracker_cfg: TrackerConfig, command: str = ""
     """Train, keep the best validation IoU, write the refiner file and its summary."""
     t_start = time.time()
     torch.manual_seed(cfg.seed)
-    if list(tracker_cfg.classifier.feature_levels) != list(LEVELS):
-        raise ValueError(f"the box refiner reads the levels {LEVELS}: set them for the classifier")
-    root = Path(cfg.data)
-    clips = load_clips(root)
-    split = split_clips([c.name for c in clips], source_videos(root))
-    cache_dir = Path(cfg.cache) if cfg.cache else None
-    cache = build_or_load(tracker_cfg, clips, root, cache_dir, cfg.init_stride, cfg.progress)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)  # the backbone runtime sets its own count
+    cache, split = cache_and_split(cfg, tracker_cfg, LEVELS, "box refiner")
     t_cache = time.time() - t_start
     train = BoxSampler(cache, split.train, cfg, cfg.seed)
     val_sampler = BoxSampler(cache, split.val, cfg, cfg.seed + 1000)
     val = [val_sampler.sample(64) for _ in range(max(1, cfg.val_samples // 64))]
-    channels = [LITE0_LEVELS[lv][2] for lv in LEVELS]
-    model = BoxRefiner(channels)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: dict = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_accuracy": []}
-    v = evaluate(model, val)
-    best = {"step": 0, "state": {k: t.clone() for k, t in model.state_dict().items()}, **v}
-    log.info("step 0: val IoU %.4f (unrefined %.4f)", v["val_iou"], v["val_iou_unrefined"])
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, desc="box refiner", unit="step")
-    step, bad = 0, 0
+    model = BoxRefiner([LITE0_LEVELS[lv][2] for lv in LEVELS])
     t_train = time.time()
-    while step < cfg.steps:
-        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss, _ = loss_fn(model, train.sample(cfg.batch))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step}")
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        history["step"].append(step)
-        history["loss"].append(float(loss.detach()))
-        bar.update(1)
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            v = evaluate(model, val)
-            history["val_step"].append(step)
-            history["val_loss"].append(v["val_loss"])
-            history["val_accuracy"].append(v["val_iou"])
-            bar.set_postfix(iou=f"{v['val_iou']:.4f}", unrefined=f"{v['val_iou_unrefined']:.4f}")
-            if v["val_iou"] > best["val_iou"]:
-                state = {k: t.clone() for k, t in model.state_dict().items()}
-                best = {"step": step, "state": state, **v}
-                bad = 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    log.info("early stop at step %d (best %d)", step, best["step"])
-                    break
-    bar.close()
-    model.load_state_dict(best["state"])
+    best, history, steps_run = fit_head(
+        model,
+        lambda: loss_fn(model, train.sample(cfg.batch))[0],
+        lambda: evaluate(model, val),
+        cfg,
+        "val_iou",
+        higher_is_better=True,
+        desc="box refiner",
+    )
     s = tracker_cfg.search
     meta = {
         "backbone": tracker_cfg.backbone.name,
@@ -260,48 +224,23 @@ def train_box(cfg: BoxTrainConfig, tracker_cfg: TrackerConfig, command: str = ""
     }
     out = Path(cfg.out)
     save_refiner(out, model, meta)
-    from meta_tracker_ros.training.trainer import _plot
-
-    _plot(history, out.with_suffix(".png"), ("smooth-L1 edge offsets", "validation IoU"))
-    summary = {
-        **meta,
-        "steps_run": step,
-        "val_curve": [
-            [int(a), round(float(b), 4)]
-            for a, b in zip(history["val_step"], history["val_accuracy"], strict=True)
-        ],
-        "cache_s": round(t_cache, 1),
-        "train_s": round(time.time() - t_train, 1),
-        "total_s": round(time.time() - t_start, 1),
-        "out": str(out),
+    times = {
+        "cache_s": t_cache,
+        "train_s": time.time() - t_train,
+        "total_s": time.time() - t_start,
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
-
-
-def _parser() -> argparse.ArgumentParser:
-    d = BoxTrainConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m meta_tracker_ros.training box",
-        description="Train the box refiner on the training clips' feature cache.",
-    )
-    p.add_argument("--config", help="tracker YAML the refiner is trained for (default: shipped)")
-    for f in fields(BoxTrainConfig):
-        if f.name == "progress":
-            continue
-        kind = type(getattr(d, f.name))
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(d, f.name))
-    p.add_argument("--no-progress", action="store_true")
-    return p
+    labels = ("smooth-L1 edge offsets", "validation IoU")
+    return write_outputs(out, meta, history, steps_run, labels, times)
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = config_parser(
+        BoxTrainConfig,
+        "python -m meta_tracker_ros.training box",
+        "Train the box refiner on the training clips' feature cache.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = BoxTrainConfig(
-        **{f.name: getattr(args, f.name) for f in fields(BoxTrainConfig) if f.name != "progress"}
-    )
-    cfg.progress = not args.no_progress
+    cfg = config_from_args(BoxTrainConfig, args)
     command = "python -m meta_tracker_ros.training box " + shlex.join(argv)
     summary = train_box(cfg, load_config(args.config), command)
     print(json.dumps(summary, indent=1))

@@ -20,14 +20,13 @@ third: it shrinks every change).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import shlex
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +49,15 @@ from meta_tracker_ros.core.heads.scale_head import (
     save_head,
     size_targets,
 )
-from meta_tracker_ros.training.cache import FeatureCache, build_or_load
-from meta_tracker_ros.training.data import load_clips, source_videos, split_clips
+from meta_tracker_ros.training.box_train import crop_xyxy
+from meta_tracker_ros.training.cache import FeatureCache
+from meta_tracker_ros.training.head_loop import (
+    cache_and_split,
+    config_from_args,
+    config_parser,
+    fit_head,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +89,6 @@ class ScaleTrainConfig:
     running_scale_jitter: float = 0.04  # sigma of the running template's log size error
     first_aspect_prob: float = 0.5  # share of samples whose box has the first frame's aspect
     progress: bool = True
-
-
-def _xyxy(crop: Crop, box) -> list[float]:
-    u, v, w, h = crop.box_to_crop(tuple(float(c) for c in box))
-    return [u, v, u + w, v + h]
 
 
 def _scaled(box, factor: float) -> tuple[float, float, float, float]:
@@ -133,7 +134,9 @@ class ScaleSampler:
             info = self.cache.clips[name]
             e0 = info["init"][str(j)]
             first.append(self._features("init", e0["row"], 0))
-            first_boxes.append(_xyxy(Crop(*e0["crop"][:3], int(e0["crop"][3])), info["boxes"][j]))
+            first_boxes.append(
+                crop_xyxy(Crop(*e0["crop"][:3], int(e0["crop"][3])), info["boxes"][j])
+            )
             # The running template's frame: the first frame itself or one after it (search
             # entries exist at every frame with a target, the first included).
             lo = max(j, t - c.running_gap)
@@ -143,7 +146,7 @@ class ScaleSampler:
             running.append(self._features("search", eu["row"]))
             f = math.exp(rng.normal() * c.running_scale_jitter)
             crop_u = Crop(*eu["crop"][:3], int(eu["crop"][3]))
-            running_boxes.append(_xyxy(crop_u, _scaled(info["boxes"][u], f)))
+            running_boxes.append(crop_xyxy(crop_u, _scaled(info["boxes"][u], f)))
             gx, gy, gw, gh = info["boxes"][t]
             w, h = gw, gh
             if rng.random() < c.first_aspect_prob:  # the first frame's aspect, this area
@@ -161,8 +164,8 @@ class ScaleSampler:
             e1 = info["search"][str(t)]
             test.append(self._features("search", e1["row"]))
             wide = Crop(*e1["crop"][:3], int(e1["crop"][3]))
-            boxes.append(_xyxy(wide, (cx - w / 2, cy - h / 2, w, h)))
-            truth.append(_xyxy(wide, (gx, gy, gw, gh)))
+            boxes.append(crop_xyxy(wide, (cx - w / 2, cy - h / 2, w, h)))
+            truth.append(crop_xyxy(wide, (gx, gy, gw, gh)))
 
         def stack(rows: list[list[np.ndarray]]) -> list[torch.Tensor]:
             return [torch.from_numpy(np.stack([r[i] for r in rows])) for i in range(len(LEVELS))]
@@ -216,70 +219,22 @@ def train_scale(cfg: ScaleTrainConfig, tracker_cfg: TrackerConfig, command: str 
     """Train, keep the lowest validation error, write the head file and its summary."""
     t_start = time.time()
     torch.manual_seed(cfg.seed)
-    if list(tracker_cfg.classifier.feature_levels) != list(LEVELS):
-        raise ValueError(f"the scale head reads the levels {LEVELS}: set them for the classifier")
-    root = Path(cfg.data)
-    clips = load_clips(root)
-    split = split_clips([c.name for c in clips], source_videos(root), seed=cfg.split_seed)
-    cache_dir = Path(cfg.cache) if cfg.cache else None
-    cache = build_or_load(tracker_cfg, clips, root, cache_dir, cfg.init_stride, cfg.progress)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)  # the backbone runtime sets its own count
+    cache, split = cache_and_split(cfg, tracker_cfg, LEVELS, "scale head", cfg.split_seed)
     t_cache = time.time() - t_start
     train = ScaleSampler(cache, split.train, cfg, cfg.seed)
     val_sampler = ScaleSampler(cache, split.val, cfg, cfg.seed + 1000)
     val = [val_sampler.sample(64) for _ in range(max(1, cfg.val_samples // 64))]
-    channels = [LITE0_LEVELS[lv][2] for lv in LEVELS]
-    model = ScaleHead(channels)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: dict = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_accuracy": []}
-    v = evaluate(model, val)
-    best = {"step": 0, "state": {k: t.clone() for k, t in model.state_dict().items()}, **v}
-    log.info("step 0: val error %.4f (unchanged %.4f)", v["val_error"], v["val_error_unchanged"])
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, disable=not cfg.progress, desc="scale head", unit="step")
-    step, bad = 0, 0
+    model = ScaleHead([LITE0_LEVELS[lv][2] for lv in LEVELS])
     t_train = time.time()
-    while step < cfg.steps:
-        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss, _, _ = loss_fn(model, train.sample(cfg.batch))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step}")
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        history["step"].append(step)
-        history["loss"].append(float(loss.detach()))
-        bar.update(1)
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            v = evaluate(model, val)
-            history["val_step"].append(step)
-            history["val_loss"].append(v["val_loss"])
-            history["val_accuracy"].append(v["val_error"])
-            bar.set_postfix(err=f"{v['val_error']:.4f}", slope=f"{v['val_slope']:.2f}")
-            log.info(
-                "step %d: val error %.4f (unchanged %.4f), slope %.3f",
-                step,
-                v["val_error"],
-                v["val_error_unchanged"],
-                v["val_slope"],
-            )
-            if v["val_error"] < best["val_error"]:
-                state = {k: t.clone() for k, t in model.state_dict().items()}
-                best = {"step": step, "state": state, **v}
-                bad = 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    log.info("early stop at step %d (best %d)", step, best["step"])
-                    break
-    bar.close()
-    model.load_state_dict(best["state"])
+    best, history, steps_run = fit_head(
+        model,
+        lambda: loss_fn(model, train.sample(cfg.batch))[0],
+        lambda: evaluate(model, val),
+        cfg,
+        "val_error",
+        higher_is_better=False,
+        desc="scale head",
+    )
     s = tracker_cfg.search
     meta = {
         "backbone": tracker_cfg.backbone.name,
@@ -299,48 +254,23 @@ def train_scale(cfg: ScaleTrainConfig, tracker_cfg: TrackerConfig, command: str 
     }
     out = Path(cfg.out)
     save_head(out, model, meta)
-    from meta_tracker_ros.training.trainer import _plot
-
-    _plot(history, out.with_suffix(".png"), ("smooth-L1 log size change", "validation error"))
-    summary = {
-        **meta,
-        "steps_run": step,
-        "val_curve": [
-            [int(a), round(float(b), 4)]
-            for a, b in zip(history["val_step"], history["val_accuracy"], strict=True)
-        ],
-        "cache_s": round(t_cache, 1),
-        "train_s": round(time.time() - t_train, 1),
-        "total_s": round(time.time() - t_start, 1),
-        "out": str(out),
+    times = {
+        "cache_s": t_cache,
+        "train_s": time.time() - t_train,
+        "total_s": time.time() - t_start,
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
-
-
-def _parser() -> argparse.ArgumentParser:
-    d = ScaleTrainConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m meta_tracker_ros.training scale",
-        description="Train the learned scale head on the training clips' feature cache.",
-    )
-    p.add_argument("--config", help="tracker YAML the head is trained for (default: shipped)")
-    for f in fields(ScaleTrainConfig):
-        if f.name == "progress":
-            continue
-        kind = type(getattr(d, f.name))
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=getattr(d, f.name))
-    p.add_argument("--no-progress", action="store_true")
-    return p
+    labels = ("smooth-L1 log size change", "validation error")
+    return write_outputs(out, meta, history, steps_run, labels, times)
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = config_parser(
+        ScaleTrainConfig,
+        "python -m meta_tracker_ros.training scale",
+        "Train the learned scale head on the training clips' feature cache.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = ScaleTrainConfig(
-        **{f.name: getattr(args, f.name) for f in fields(ScaleTrainConfig) if f.name != "progress"}
-    )
-    cfg.progress = not args.no_progress
+    cfg = config_from_args(ScaleTrainConfig, args)
     command = "python -m meta_tracker_ros.training scale " + shlex.join(argv)
     summary = train_scale(cfg, load_config(args.config), command)
     print(json.dumps(summary, indent=1))

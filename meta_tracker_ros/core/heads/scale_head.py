@@ -130,10 +130,10 @@ class ScaleHead(nn.Module):
                 dim=2,
             )
             inputs += [cells.transpose(1, 2), whole.unsqueeze(1)]
-        logs = log_factors(samples.device).view(1, 1, s).expand(n, 1, s)
-        logits = self.net(torch.cat([*inputs, logs], dim=1)).squeeze(1)
-        change = (torch.softmax(logits, dim=-1) * log_factors(samples.device)).sum(-1)
-        return change, logits
+        logs = log_factors(samples.device)
+        logits = self.net(torch.cat([*inputs, logs.view(1, 1, s).expand(n, 1, s)], dim=1))
+        change = (torch.softmax(logits.squeeze(1), dim=-1) * logs).sum(-1)
+        return change, logits.squeeze(1)
 
 
 def size_targets(boxes: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -168,6 +168,14 @@ class FollowerController:
     ) -> Command:
         """Process one tracks message received at ``now`` (seconds)."""
         self._last_track_time = now
+        # A reference size belongs to one target's life: an id that left the tracks, or that
+        # is initialising again, is a new target when it comes back (possibly at another
+        # distance), so its old reference must not set the speed.
+        ids = {t.id for t in targets}
+        self._ref_size = {k: v for k, v in self._ref_size.items() if k in ids}
+        for t in targets:
+            if t.state == TrackState.INITIALIZING:
+                self._ref_size.pop(t.id, None)
         target = self._pick(targets)
         if target is None:
             return self._stop(now, "target not in tracks")
@@ -191,8 +199,14 @@ class FollowerController:
         return self._limited(now, forward, yaw, "following")
 
     def tick(self, now: float) -> Command | None:
-        """Periodic check: returns a stop command when tracks have gone stale, else None."""
+        """Periodic check: returns a stop command when tracks have gone stale, else None.
+
+        Stale tracks also end every target's reference size and the choice of target: the
+        tracker may have restarted, and what it tracks when tracks resume is taken afresh.
+        """
         if self._last_track_time is None or now - self._last_track_time > self.config.stale_timeout:
+            self._ref_size.clear()
+            self._followed = None
             return self._stop(now, "tracks stale")
         return None
 

@@ -181,7 +181,7 @@ own section (`tracker_node:`, `/**/tracker_node:`) or given with `-p` stays fata
 |---|---|---|---|
 | `tracks` | subscribed | meta_tracker_ros/TrackedObjectArray | uses `position` when `has_position` |
 | `camera_info` | subscribed | sensor_msgs/CameraInfo | bearing from fx, cx (else `horizontal_fov`) |
-| `cmd_vel` | published | geometry_msgs/Twist | `angular.z` > 0 turns left (target left of centre); `linear.x` from the distance error (depth) or the box size relative to its size when first followed. Zero when LOST, UNCERTAIN longer than `uncertain_timeout`, tracks older than `stale_timeout`, or disarmed |
+| `cmd_vel` | published | geometry_msgs/Twist | `angular.z` > 0 turns left (target left of centre); `linear.x` from the distance error (depth) or the box size relative to its size when first followed (taken again when the target comes back after leaving the tracks, initialises again, or after stale tracks: a restarted tracker's target under an old id gets no old reference). Zero when LOST, UNCERTAIN longer than `uncertain_timeout`, tracks older than `stale_timeout`, or disarmed |
 | `~/enable` | service | std_srvs/SetBool | arm / disarm (starts disarmed unless `start_enabled`) |
 
 {follower_table}

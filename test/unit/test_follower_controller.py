@@ -92,3 +92,37 @@ def test_follows_named_target_and_stops_when_it_is_missing():
     cmd = c.update([obs(tid="a", cx=600), obs(tid="b", cx=40)], 0.1, 640)
     assert cmd.angular_z > 0
     assert c.update([obs(tid="a", cx=600)], 0.2, 640).reason == "target not in tracks"
+
+
+def test_reference_size_is_taken_afresh_for_a_new_target_life():
+    """A stale reference size would drive the robot: after the tracks went stale (a tracker
+    restart), after the id left the tracks, or while it initialises again, the size the target
+    has when it is followed again is the new reference (no forward speed at that size)."""
+
+    def forward_after(gap) -> float:
+        c = armed()
+        c.update([obs(size=100)], 0.0, 640)
+        assert c.update([obs(size=60)], 0.1, 640).linear_x > 0  # the reference holds
+        t = gap(c)
+        c.update([obs(size=60)], t, 640)
+        return c.update([obs(size=60)], t + 0.1, 640).linear_x
+
+    def stale(c):
+        assert c.tick(1.0).reason == "tracks stale"
+        return 1.1
+
+    def left(c):
+        assert c.update([], 0.2, 640).reason == "target not in tracks"
+        return 0.3
+
+    def reinit(c):
+        assert c.update([obs(state=TrackState.INITIALIZING)], 0.2, 640).linear_x == 0.0
+        return 0.3
+
+    for gap in (stale, left, reinit):
+        assert forward_after(gap) == pytest.approx(0.0), gap.__name__
+    # Losing the target for a while keeps its reference (the same target, found again).
+    c = armed()
+    c.update([obs(size=100)], 0.0, 640)
+    c.update([obs(size=60, state=TrackState.LOST)], 0.1, 640)
+    assert c.update([obs(size=60)], 0.2, 640).linear_x > 0

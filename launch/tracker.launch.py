@@ -37,7 +37,11 @@ def generate_launch_description() -> LaunchDescription:
                 description="tracker_node parameters (ROS format)",
             ),
             DeclareLaunchArgument(
-                "backend", default_value="torch", description="torch | onnxruntime | tensorrt"
+                "backend",
+                default_value="auto",
+                description="Backbone runtime: auto (the shipped default: the fastest installed "
+                "runtime whose accuracy was checked for this device, see README, Speed) | torch "
+                "| onnxruntime | openvino | tensorrt",
             ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="Namespace of the node"

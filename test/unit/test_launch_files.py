@@ -101,3 +101,29 @@ def test_every_launch_argument_has_a_description(path):
         and not any(k.arg == "description" and k.value.value for k in call.keywords)
     ]
     assert not missing, f"{path.name}: arguments without a description: {missing}"
+
+
+@pytest.mark.parametrize("path", launch_files(), ids=lambda p: p.name)
+def test_launch_arguments_at_their_defaults_keep_the_shipped_tracker_config(path: Path):
+    """A launch argument mapped to a tracker parameter must default to the shipped value (a
+    `backend` argument defaulting to torch once made every launched robot skip the faster
+    runtime the config picks), and its value must be one the node accepts."""
+    from meta_tracker_ros.core.config import TrackerConfig
+    from meta_tracker_ros.ros.params import TRACKER_CHOICES
+
+    shipped = TrackerConfig().to_dict()
+    for node in parse_launch_file(path):
+        if node.executable != "tracker_node":
+            continue
+        for key, value in node.params.items():
+            section, _, name = key.partition(".")
+            if section not in shipped or name not in shipped[section]:
+                continue
+            from_file = {}
+            for params_file in node.params_files:
+                data = yaml.safe_load(params_file.read_text())["tracker_node"]["ros__parameters"]
+                from_file.update(data.get(section, {}) if isinstance(data, dict) else {})
+            expected = from_file.get(name, shipped[section][name])
+            assert value == expected, f"{path.name}: {key} defaults to {value!r}, not {expected!r}"
+            if key in TRACKER_CHOICES:
+                assert value in TRACKER_CHOICES[key], (key, value)

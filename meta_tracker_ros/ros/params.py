@@ -58,6 +58,9 @@ TRACKER_RANGES: list[tuple[str, tuple[float, float]]] = [
     ("scale.learned_weight", (0.0, 1.0)),
     ("*_weight", (0.0, 100.0)),
     ("*max_upscale", (1.0, 16.0)),
+    # Regularisers of closed-form solves: zero or negative makes the system singular.
+    ("*ridge_reg", (1e-6, 1000.0)),
+    ("*.reg", (1e-6, 1000.0)),
 ]
 
 # Allowed values of tracker string fields that carry no metadata (the values the core reads),

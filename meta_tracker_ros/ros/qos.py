@@ -51,7 +51,15 @@ class SensorSubscriptions:
         self._subs[topic] = [msg_type, callback, depth, reliable, sub]
 
     def refresh(self) -> None:
-        """Re-create each subscription whose publishers changed reliability."""
+        """Re-create each subscription whose publishers changed reliability.
+
+        Not once the context is shutting down: there rclpy's calls raise InvalidHandle part of
+        the way through, and rclpy registers a new subscription before its event handlers, so a
+        half-made one can be left for ``destroy_node`` to fail on (the likely cause of a failed
+        clean-exit check in the stress suite, SIGINT arriving as the camera's publisher left).
+        """
+        if not self._node.context.ok():
+            return
         for topic, (msg_type, callback, depth, reliable, sub) in list(self._subs.items()):
             if self.wants_reliable(topic) != reliable:
                 self._node.destroy_subscription(sub)

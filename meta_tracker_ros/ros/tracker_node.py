@@ -440,7 +440,13 @@ def main(args: list[str] | None = None) -> int:
     finally:
         node.shutdown()
         executor.shutdown()
-        node.destroy_node()
+        try:
+            node.destroy_node()
+        except Exception as exc:  # exiting anyway: say so, and exit cleanly
+            # A callback cut short by the shutdown can leave rclpy's own bookkeeping
+            # inconsistent (a subscription without its event handlers); the context's
+            # shutdown below frees what destroy_node could not.
+            print(f"tracker_node: destroy_node failed at exit: {exc!r}", file=sys.stderr)
         if rclpy.ok():
             rclpy.shutdown()
     return 0

@@ -20,21 +20,17 @@ beside it, so a run shows at once whether refining helps.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shlex
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from meta_tracker_ros.core.backbone import LITE0_LEVELS
-from meta_tracker_ros.core.config import TrackerConfig, load_config
+from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import Crop
 from meta_tracker_ros.core.heads.box_refiner import (
     ACROSS,
@@ -49,13 +45,7 @@ from meta_tracker_ros.core.heads.box_refiner import (
 )
 from meta_tracker_ros.evaluation import metrics
 from meta_tracker_ros.training.cache import FeatureCache
-from meta_tracker_ros.training.head_loop import (
-    cache_and_split,
-    config_from_args,
-    config_parser,
-    fit_head,
-    write_outputs,
-)
+from meta_tracker_ros.training.head_loop import run_cli, train_cached_head
 
 log = logging.getLogger(__name__)
 
@@ -188,63 +178,36 @@ def evaluate(model: BoxRefiner, batches: list[dict]) -> dict[str, float]:
 
 def train_box(cfg: BoxTrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> dict:
     """Train, keep the best validation IoU, write the refiner file and its summary."""
-    t_start = time.time()
-    torch.manual_seed(cfg.seed)
-    cache, split = cache_and_split(cfg, tracker_cfg, LEVELS, "box refiner")
-    t_cache = time.time() - t_start
-    train = BoxSampler(cache, split.train, cfg, cfg.seed)
-    val_sampler = BoxSampler(cache, split.val, cfg, cfg.seed + 1000)
-    val = [val_sampler.sample(64) for _ in range(max(1, cfg.val_samples // 64))]
-    model = BoxRefiner([LITE0_LEVELS[lv][2] for lv in LEVELS])
-    t_train = time.time()
-    best, history, steps_run = fit_head(
-        model,
-        lambda: loss_fn(model, train.sample(cfg.batch))[0],
-        lambda: evaluate(model, val),
+    return train_cached_head(
         cfg,
-        "val_iou",
+        tracker_cfg,
+        command,
+        what="box refiner",
+        levels=LEVELS,
+        sampler=BoxSampler,
+        make_model=lambda: BoxRefiner([LITE0_LEVELS[lv][2] for lv in LEVELS]),
+        loss_fn=loss_fn,
+        evaluate=evaluate,
+        score="val_iou",
         higher_is_better=True,
-        desc="box refiner",
+        geometry=("profile", [PROFILE, ACROSS, SPREAD, REACH]),
+        scores=lambda best: {
+            "val_iou": round(float(best["val_iou"]), 4),
+            "val_iou_unrefined": round(float(best["val_iou_unrefined"]), 4),
+        },
+        save=save_refiner,
+        labels=("smooth-L1 edge offsets", "validation IoU"),
     )
-    s = tracker_cfg.search
-    meta = {
-        "backbone": tracker_cfg.backbone.name,
-        "levels": list(LEVELS),
-        "profile": [PROFILE, ACROSS, SPREAD, REACH],
-        "crop_size": int(s.crop_size),
-        "search_area": float(s.search_area),
-        "cache_key": cache.root.name,
-        "train_clips": len(split.train),
-        "val_clips": list(split.val),
-        "best_step": int(best["step"]),
-        "val_iou": round(float(best["val_iou"]), 4),
-        "val_iou_unrefined": round(float(best["val_iou_unrefined"]), 4),
-        "command": command,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-    }
-    out = Path(cfg.out)
-    save_refiner(out, model, meta)
-    times = {
-        "cache_s": t_cache,
-        "train_s": time.time() - t_train,
-        "total_s": time.time() - t_start,
-    }
-    labels = ("smooth-L1 edge offsets", "validation IoU")
-    return write_outputs(out, meta, history, steps_run, labels, times)
 
 
 def main(argv: list[str]) -> int:
-    args = config_parser(
+    return run_cli(
         BoxTrainConfig,
-        "python -m meta_tracker_ros.training box",
+        "box",
         "Train the box refiner on the training clips' feature cache.",
-    ).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_args(BoxTrainConfig, args)
-    command = "python -m meta_tracker_ros.training box " + shlex.join(argv)
-    summary = train_box(cfg, load_config(args.config), command)
-    print(json.dumps(summary, indent=1))
-    return 0
+        train_box,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The training loop, summary and command line shared by the small heads trained on the cache.
+"""The training run, loop, summary and command line shared by the small heads on the cache.
 
 Why one place: the box refiner and the scale head train the same way (Adam with cosine decay,
 gradient clipping, a validation score every ``val_every`` steps, early stopping, the best
@@ -12,6 +12,8 @@ import argparse
 import json
 import logging
 import math
+import shlex
+import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -160,3 +162,89 @@ def config_from_args(cls: type, args: argparse.Namespace) -> Any:
     cfg = cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.name != "progress"})
     cfg.progress = not args.no_progress
     return cfg
+
+
+def train_cached_head(
+    cfg: Any,
+    tracker_cfg,
+    command: str,
+    *,
+    what: str,
+    levels,
+    sampler: Callable[..., Any],
+    make_model: Callable[[], nn.Module],
+    loss_fn: Callable[[nn.Module, dict], tuple],
+    evaluate: Callable[[nn.Module, list[dict]], dict[str, float]],
+    score: str,
+    higher_is_better: bool,
+    geometry: tuple[str, Any],
+    scores: Callable[[dict], dict[str, Any]],
+    save: Callable[[Path, nn.Module, dict], None],
+    labels: tuple[str, str],
+    split_seed: int = 0,
+) -> dict:
+    """Train a head on the feature cache, keep its best weights, write the file and summary.
+
+    The run shared by the box refiner and the scale head: seed, cache and split,
+    ``sampler(cache, clips, cfg, seed)`` for training and fixed validation batches, the model
+    from ``make_model()`` (built after them, so its initial weights come from the seeded
+    generator as before), :func:`fit_head`, then the metadata (``geometry``: the head's own
+    (key, value) that the tracker checks; ``scores(best)``: its validation scores), written
+    with ``save``, and the curves.
+    """
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    cache, split = cache_and_split(cfg, tracker_cfg, levels, what, split_seed)
+    t_cache = time.time() - t_start
+    train = sampler(cache, split.train, cfg, cfg.seed)
+    val_sampler = sampler(cache, split.val, cfg, cfg.seed + 1000)
+    val = [val_sampler.sample(64) for _ in range(max(1, cfg.val_samples // 64))]
+    model = make_model()
+    t_train = time.time()
+    best, history, steps_run = fit_head(
+        model,
+        lambda: loss_fn(model, train.sample(cfg.batch))[0],
+        lambda: evaluate(model, val),
+        cfg,
+        score,
+        higher_is_better=higher_is_better,
+        desc=what,
+    )
+    s = tracker_cfg.search
+    meta = {
+        "backbone": tracker_cfg.backbone.name,
+        "levels": list(levels),
+        geometry[0]: geometry[1],
+        "crop_size": int(s.crop_size),
+        "search_area": float(s.search_area),
+        "cache_key": cache.root.name,
+        "train_clips": len(split.train),
+        "val_clips": list(split.val),
+        "best_step": int(best["step"]),
+        **scores(best),
+        "command": command,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+    out = Path(cfg.out)
+    save(out, model, meta)
+    times = {
+        "cache_s": t_cache,
+        "train_s": time.time() - t_train,
+        "total_s": time.time() - t_start,
+    }
+    return write_outputs(out, meta, history, steps_run, labels, times)
+
+
+def run_cli(
+    cls: type, name: str, description: str, train: Callable[..., dict], argv: list[str]
+) -> int:
+    """``python -m meta_tracker_ros.training NAME``: parse, train, print the JSON summary."""
+    from meta_tracker_ros.core.config import load_config
+
+    prog = f"python -m meta_tracker_ros.training {name}"
+    args = config_parser(cls, prog, description).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(cls, args)
+    summary = train(cfg, load_config(args.config), f"{prog} " + shlex.join(argv))
+    print(json.dumps(summary, indent=1))
+    return 0

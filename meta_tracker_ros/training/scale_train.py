@@ -20,21 +20,17 @@ third: it shrinks every change).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shlex
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from meta_tracker_ros.core.backbone import LITE0_LEVELS
-from meta_tracker_ros.core.config import TrackerConfig, load_config
+from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.geometry import Crop
 from meta_tracker_ros.core.heads.scale_head import (
     CELLS,
@@ -51,13 +47,7 @@ from meta_tracker_ros.core.heads.scale_head import (
 )
 from meta_tracker_ros.training.box_train import crop_xyxy
 from meta_tracker_ros.training.cache import FeatureCache
-from meta_tracker_ros.training.head_loop import (
-    cache_and_split,
-    config_from_args,
-    config_parser,
-    fit_head,
-    write_outputs,
-)
+from meta_tracker_ros.training.head_loop import run_cli, train_cached_head
 
 log = logging.getLogger(__name__)
 
@@ -217,64 +207,38 @@ def evaluate(model: ScaleHead, batches: list[dict]) -> dict[str, float]:
 
 def train_scale(cfg: ScaleTrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> dict:
     """Train, keep the lowest validation error, write the head file and its summary."""
-    t_start = time.time()
-    torch.manual_seed(cfg.seed)
-    cache, split = cache_and_split(cfg, tracker_cfg, LEVELS, "scale head", cfg.split_seed)
-    t_cache = time.time() - t_start
-    train = ScaleSampler(cache, split.train, cfg, cfg.seed)
-    val_sampler = ScaleSampler(cache, split.val, cfg, cfg.seed + 1000)
-    val = [val_sampler.sample(64) for _ in range(max(1, cfg.val_samples // 64))]
-    model = ScaleHead([LITE0_LEVELS[lv][2] for lv in LEVELS])
-    t_train = time.time()
-    best, history, steps_run = fit_head(
-        model,
-        lambda: loss_fn(model, train.sample(cfg.batch))[0],
-        lambda: evaluate(model, val),
+    return train_cached_head(
         cfg,
-        "val_error",
+        tracker_cfg,
+        command,
+        what="scale head",
+        levels=LEVELS,
+        sampler=ScaleSampler,
+        make_model=lambda: ScaleHead([LITE0_LEVELS[lv][2] for lv in LEVELS]),
+        loss_fn=loss_fn,
+        evaluate=evaluate,
+        score="val_error",
         higher_is_better=False,
-        desc="scale head",
+        geometry=("grid", [NUM_SCALES, RANGE, CELLS, PADDING]),
+        scores=lambda best: {
+            "val_error": round(float(best["val_error"]), 4),
+            "val_error_unchanged": round(float(best["val_error_unchanged"]), 4),
+            "val_slope": round(float(best["val_slope"]), 3),
+        },
+        save=save_head,
+        labels=("smooth-L1 log size change", "validation error"),
+        split_seed=cfg.split_seed,
     )
-    s = tracker_cfg.search
-    meta = {
-        "backbone": tracker_cfg.backbone.name,
-        "levels": list(LEVELS),
-        "grid": [NUM_SCALES, RANGE, CELLS, PADDING],
-        "crop_size": int(s.crop_size),
-        "search_area": float(s.search_area),
-        "cache_key": cache.root.name,
-        "train_clips": len(split.train),
-        "val_clips": list(split.val),
-        "best_step": int(best["step"]),
-        "val_error": round(float(best["val_error"]), 4),
-        "val_error_unchanged": round(float(best["val_error_unchanged"]), 4),
-        "val_slope": round(float(best["val_slope"]), 3),
-        "command": command,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-    }
-    out = Path(cfg.out)
-    save_head(out, model, meta)
-    times = {
-        "cache_s": t_cache,
-        "train_s": time.time() - t_train,
-        "total_s": time.time() - t_start,
-    }
-    labels = ("smooth-L1 log size change", "validation error")
-    return write_outputs(out, meta, history, steps_run, labels, times)
 
 
 def main(argv: list[str]) -> int:
-    args = config_parser(
+    return run_cli(
         ScaleTrainConfig,
-        "python -m meta_tracker_ros.training scale",
+        "scale",
         "Train the learned scale head on the training clips' feature cache.",
-    ).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_args(ScaleTrainConfig, args)
-    command = "python -m meta_tracker_ros.training scale " + shlex.join(argv)
-    summary = train_scale(cfg, load_config(args.config), command)
-    print(json.dumps(summary, indent=1))
-    return 0
+        train_scale,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
+from meta_tracker_ros.core.heads.weights_file import check_meta, read_head, write_head
 
 FORMAT = "meta_tracker_ros.box_refiner"
 VERSION = 1
@@ -231,43 +231,28 @@ class BoxRefinerFile:
             "levels": list(LEVELS),
             "profile": [PROFILE, ACROSS, SPREAD, REACH],
         }
-        for key, value in want.items():
-            if self.meta.get(key) != value:
-                raise ValueError(
-                    f"box refiner file {self.meta.get('path', '?')}: trained for {key}="
-                    f"{self.meta.get(key)!r}, but the tracker is configured with {value!r} "
-                    "(retrain with python -m meta_tracker_ros.training box, or set "
-                    "box_refine.enabled: false)"
-                )
+        check_meta(
+            self.meta,
+            want,
+            "box refiner file",
+            "retrain with python -m meta_tracker_ros.training box, or set "
+            "box_refine.enabled: false",
+        )
 
 
 def save_refiner(path: str | Path, refiner: BoxRefiner, meta: dict[str, Any]) -> None:
     """Write the file (tensors detached to CPU, metadata as plain values)."""
-    body = {
-        "channels": list(refiner.channels),
-        "reduce": int(refiner.reduce.out_channels),
-        "width": int(refiner.net[0].out_channels),
-        "tensors": {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()},
-        "meta": meta,
-    }
-    write_versioned(path, FORMAT, VERSION, body)
+    write_head(path, FORMAT, VERSION, refiner, meta)
 
 
 def load_refiner(path: str | Path) -> BoxRefinerFile:
     """Read a file written by :func:`save_refiner`; ValueError for anything else."""
-    data, meta = read_versioned(
+    refiner, meta = read_head(
         path,
         FORMAT,
         VERSION,
+        BoxRefiner,
         "box refiner file",
         "train one with python -m meta_tracker_ros.training box, or set box_refine.enabled: false",
     )
-    refiner = BoxRefiner(list(data["channels"]), int(data["reduce"]), int(data["width"]))
-    try:
-        refiner.load_state_dict(data["tensors"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: tensors do not fit the refiner: {exc}") from exc
-    refiner.eval()
-    for p in refiner.parameters():
-        p.requires_grad_(False)
     return BoxRefinerFile(refiner, meta)

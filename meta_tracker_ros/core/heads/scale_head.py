@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from meta_tracker_ros.core.heads.box_refiner import sample_points
-from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
+from meta_tracker_ros.core.heads.weights_file import check_meta, read_head, write_head
 
 FORMAT = "meta_tracker_ros.scale_head"
 VERSION = 1
@@ -163,45 +163,29 @@ class ScaleHeadFile:
             "levels": list(LEVELS),
             "grid": [NUM_SCALES, RANGE, CELLS, PADDING],
         }
-        for key, value in want.items():
-            if self.meta.get(key) != value:
-                raise ValueError(
-                    f"scale head file {self.meta.get('path', '?')}: trained for {key}="
-                    f"{self.meta.get(key)!r}, but the tracker is configured with {value!r} "
-                    "(retrain with python -m meta_tracker_ros.training scale, or set "
-                    "scale.method: dsst)"
-                )
+        check_meta(
+            self.meta,
+            want,
+            "scale head file",
+            "retrain with python -m meta_tracker_ros.training scale, or set scale.method: dsst",
+        )
 
 
 def save_head(path: str | Path, head: ScaleHead, meta: dict[str, Any]) -> None:
     """Write the file (tensors detached to CPU, metadata as plain values)."""
-    body = {
-        "channels": list(head.channels),
-        "reduce": int(head.reduce.out_channels),
-        "width": int(head.net[0].out_channels),
-        "tensors": {k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
-        "meta": meta,
-    }
-    write_versioned(path, FORMAT, VERSION, body)
+    write_head(path, FORMAT, VERSION, head, meta)
 
 
 def load_head(path: str | Path) -> ScaleHeadFile:
     """Read a file written by :func:`save_head`; ValueError for anything else."""
-    data, meta = read_versioned(
+    head, meta = read_head(
         path,
         FORMAT,
         VERSION,
+        ScaleHead,
         "scale head file",
         "train one with python -m meta_tracker_ros.training scale, or set scale.method: dsst",
     )
-    head = ScaleHead(list(data["channels"]), int(data["reduce"]), int(data["width"]))
-    try:
-        head.load_state_dict(data["tensors"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: tensors do not fit the scale head: {exc}") from exc
-    head.eval()
-    for p in head.parameters():
-        p.requires_grad_(False)
     return ScaleHeadFile(head, meta)
 
 

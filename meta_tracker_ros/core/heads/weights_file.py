@@ -1,4 +1,4 @@
-"""Reading and writing the package's learned-weights files (classifier, box refiner, decoder).
+"""Reading, writing and checking the learned-weights files (classifier, heads, decoder).
 
 Why one place: every learned part ships as one ``torch.save`` dict with a format name, a version
 and its tensors plus metadata, and every reader must refuse a missing file, another format or
@@ -50,3 +50,48 @@ def read_versioned(
     meta = dict(data.get("meta", {}))
     meta["path"] = str(path)
     return data, meta
+
+
+def check_meta(meta: dict[str, Any], want: dict[str, Any], what: str, remedy: str) -> None:
+    """Raise ValueError naming the first ``want`` key whose value ``meta`` does not hold.
+
+    ``what`` names the file ("scale head file"), ``remedy`` says what to do ("retrain with ...").
+    """
+    for key, value in want.items():
+        if meta.get(key) != value:
+            raise ValueError(
+                f"{what} {meta.get('path', '?')}: trained for {key}={meta.get(key)!r}, but the "
+                f"tracker is configured with {value!r} ({remedy})"
+            )
+
+
+def write_head(path: str | Path, fmt: str, version: int, head: Any, meta: dict[str, Any]) -> None:
+    """Write a small head built as ``cls(channels, reduce, width)`` (box refiner, scale head).
+
+    Such a head has a ``channels`` list, a 1x1 ``reduce`` conv and a ``net`` whose first layer
+    is ``width`` wide; those three rebuild it in :func:`read_head`.
+    """
+    body = {
+        "channels": list(head.channels),
+        "reduce": int(head.reduce.out_channels),
+        "width": int(head.net[0].out_channels),
+        "tensors": {k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
+        "meta": meta,
+    }
+    write_versioned(path, fmt, version, body)
+
+
+def read_head(
+    path: str | Path, fmt: str, version: int, cls: type, what: str, missing: str
+) -> tuple[Any, dict[str, Any]]:
+    """The head of a file written by :func:`write_head`, frozen for inference, and its meta."""
+    data, meta = read_versioned(path, fmt, version, what, missing)
+    head = cls(list(data["channels"]), int(data["reduce"]), int(data["width"]))
+    try:
+        head.load_state_dict(data["tensors"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: tensors do not fit the {what}: {exc}") from exc
+    head.eval()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head, meta

@@ -28,6 +28,7 @@ from meta_tracker_ros.ros.follower import (
     FollowerNodeExtra,
     TargetObservation,
 )
+from meta_tracker_ros.ros.node_exit import close_node
 from meta_tracker_ros.ros.params import (
     ConfigurationError,
     check_unknown_overrides,
@@ -145,9 +146,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         with contextlib.suppress(Exception):
             node._publish(0.0, 0.0)
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        close_node(node, "follower_node")
     return 0
 
 

@@ -19,12 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -33,6 +34,15 @@ from std_srvs.srv import SetBool
 
 from meta_tracker_ros.ros import synthetic
 from meta_tracker_ros.ros.conversions import bgr_to_image
+from meta_tracker_ros.ros.node_exit import close_node
+from meta_tracker_ros.ros.params import (
+    ConfigurationError,
+    ParamSpec,
+    check_unknown_overrides,
+    dataclass_specs,
+    declare,
+    exit_on_configuration_error,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -122,50 +132,77 @@ def camera_info_for(width: int, height: int, hfov: float, frame_id: str) -> Came
     return info
 
 
+def _param(default: Any, description: str, value_range: tuple[float, float] | None = None) -> Any:
+    meta: dict[str, Any] = {"description": description}
+    if value_range is not None:
+        meta["range"] = value_range
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ImageSourceConfig:
+    """Parameters of image_source (all read at start-up, so all read-only)."""
+
+    input: str = _param("synthetic", "synthetic | video file | image folder | /dev/videoN | N")
+    rate: float = _param(30.0, "Publishing rate (Hz); 0: as fast as possible", (0, 1000))
+    loop: bool = _param(False, "Restart finite inputs at their end")
+    frame_id: str = _param("camera_optical_frame", "header.frame_id of the images")
+    horizontal_fov: float = _param(1.0472, "Horizontal FOV (rad) for camera_info", (0.01, 3.13))
+    width: int = _param(0, "Resize frames to this width (0: keep)", (0, 16384))
+    height: int = _param(0, "Resize frames to this height (0: keep)", (0, 16384))
+    max_frames: int = _param(0, "Stop after this many frames (0: no limit)", (0, 2**31 - 1))
+    wait_for_subscribers: int = _param(
+        0, "Wait (at most 30 s) until `image` has this many subscribers", (0, 1000)
+    )
+    reliable: bool = _param(True, "RELIABLE QoS (false: BEST_EFFORT)")
+    start_paused: bool = _param(False, "Publish the first frame, then wait for ~/pause false")
+    queue_depth: int = _param(
+        1,
+        "Publisher history depth (1: newest only; more lets slow reliable subscribers such as "
+        "recorders get every frame)",
+        (1, 1000),
+    )
+
+
+def image_source_specs() -> list[ParamSpec]:
+    """The node's parameters: typed, ranged and read-only (docs/nodes.md is generated from them)."""
+    return dataclass_specs(ImageSourceConfig(), read_only=True)
+
+
 class ImageSource(Node):
-    """Publishes frames from a :class:`FrameReader` at a fixed rate on its own thread."""
+    """Publishes frames from a :class:`FrameReader` at a fixed rate on its own thread.
+
+    Bad parameters (a wrong type, a value out of range, a misspelt name, an input that names
+    nothing) raise :class:`ConfigurationError` at construction, like the other nodes, instead of
+    publishing the synthetic clip or ending in a traceback. An input that fails while playing
+    (a file OpenCV cannot decode, a camera that stops) sets :attr:`failed`.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__("image_source", **kwargs)
-
-        def p(name, default, text):
-            return self.declare_parameter(
-                name, default, ParameterDescriptor(description=text, read_only=True)
-            ).value
-
-        self.input = p("input", "synthetic", "synthetic | video file | image folder | /dev/videoN")
-        self.rate = float(p("rate", 30.0, "Publishing rate (Hz); <= 0: as fast as possible"))
-        self.loop = bool(p("loop", False, "Restart finite inputs at their end"))
-        self.frame_id = p("frame_id", "camera_optical_frame", "header.frame_id of the images")
-        self.hfov = float(p("horizontal_fov", 1.0472, "Horizontal FOV (rad) for camera_info"))
-        self.width = int(p("width", 0, "Resize frames to this width (0: keep)"))
-        self.height = int(p("height", 0, "Resize frames to this height (0: keep)"))
-        self.max_frames = int(p("max_frames", 0, "Stop after this many frames (0: no limit)"))
-        self.wait_subs = int(
-            p("wait_for_subscribers", 0, "Wait until `image` has this many subscribers")
-        )
-        self.reliable = bool(p("reliable", True, "RELIABLE QoS (false: BEST_EFFORT)"))
-        start_paused = bool(
-            p("start_paused", False, "Publish the first frame, then wait for ~/pause false")
-        )
-        depth = int(
-            p(
-                "queue_depth",
-                1,
-                "Publisher history depth (1: newest only; more lets slow "
-                "reliable subscribers such as recorders get every frame)",
-            )
-        )
+        values = declare(self, image_source_specs())  # raises ConfigurationError
+        check_unknown_overrides(self)
+        cfg = ImageSourceConfig(**values)
+        self.config = cfg
+        self.input, self.rate, self.loop = cfg.input, float(cfg.rate), cfg.loop
+        self.frame_id, self.hfov = cfg.frame_id, float(cfg.horizontal_fov)
+        self.width, self.height, self.max_frames = cfg.width, cfg.height, cfg.max_frames
+        self.wait_subs, self.reliable = cfg.wait_for_subscribers, cfg.reliable
+        start_paused = cfg.start_paused
+        try:
+            self.reader = FrameReader(self.input, self.loop, self.width, self.height)
+        except ValueError as exc:
+            raise ConfigurationError(f"parameter input: {exc}") from exc
         qos = QoSProfile(
-            depth=max(1, depth),
+            depth=cfg.queue_depth,
             reliability=ReliabilityPolicy.RELIABLE
             if self.reliable
             else ReliabilityPolicy.BEST_EFFORT,
         )
         self.pub_image = self.create_publisher(Image, "image", qos)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
-        self.reader = FrameReader(self.input, self.loop, self.width, self.height)
         self.published = 0
+        self.failed = False  # the input failed while playing (exit status 1)
         self.done = threading.Event()
         # Set = playing. A paused source lets a client set a target on the first frame and
         # start playback only once the tracker is initialised (the demo does this).
@@ -217,8 +254,18 @@ class ImageSource(Node):
                     self.pub_image.publish(msg)
                 if self.max_frames and self.published >= self.max_frames:
                     break
+            else:
+                if self.reader.is_live and not self._stop.is_set():
+                    # A camera has no end: running out of frames means it was unplugged or
+                    # its driver failed, which a robot's launch file should see.
+                    raise RuntimeError(
+                        f"camera '{self.input}' stopped delivering frames after {self.published}"
+                    )
+                if self.published == 0 and not self._stop.is_set():
+                    raise RuntimeError(f"'{self.input}' gave no frame OpenCV could read")
             self.get_logger().info(f"input finished after {self.published} frames")
         except Exception as exc:  # a broken camera or file must say so, not hang silently
+            self.failed = True
             self.get_logger().error(f"image source failed: {exc}")
         finally:
             self.done.set()
@@ -238,9 +285,18 @@ class ImageSource(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of the ``image_source`` executable; exits when a finite input ends."""
+    """Entry point of the ``image_source`` executable; exits when a finite input ends.
+
+    Exit status: 0 when the input ended or the process was interrupted, 1 when the input failed
+    while playing, 2 for a refused configuration (the reason on stderr).
+    """
     rclpy.init(args=args if args is not None else sys.argv)
-    node = ImageSource()
+    try:
+        node = ImageSource()
+    except ConfigurationError as exc:
+        if rclpy.ok():
+            rclpy.shutdown()
+        return exit_on_configuration_error("image_source", exc)
     try:
         while rclpy.ok() and not node.done.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -249,10 +305,8 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         node.stop()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+        close_node(node, "image_source")
+    return 1 if node.failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from meta_tracker_ros.ros import conversions as conv
+from meta_tracker_ros.ros.node_exit import close_node
 from meta_tracker_ros.srv import RemoveTarget, SetTarget
 
 
@@ -110,9 +111,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"select_target: {exc}", file=sys.stderr)
         return 2
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        close_node(node, "select_target")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from meta_tracker_ros.ros import conversions as conv
 from meta_tracker_ros.ros.debug_draw import draw_tracks
 from meta_tracker_ros.ros.depth import closest_depth, target_position
 from meta_tracker_ros.ros.diagnostics import tracker_status
+from meta_tracker_ros.ros.node_exit import close_node
 from meta_tracker_ros.ros.params import (
     ConfigurationError,
     NodeConfig,
@@ -440,15 +441,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         node.shutdown()
         executor.shutdown()
-        try:
-            node.destroy_node()
-        except Exception as exc:  # exiting anyway: say so, and exit cleanly
-            # A callback cut short by the shutdown can leave rclpy's own bookkeeping
-            # inconsistent (a subscription without its event handlers); the context's
-            # shutdown below frees what destroy_node could not.
-            print(f"tracker_node: destroy_node failed at exit: {exc!r}", file=sys.stderr)
-        if rclpy.ok():
-            rclpy.shutdown()
+        close_node(node, "tracker_node")
     return 0
 
 

@@ -5,9 +5,10 @@
     python -m meta_tracker_ros.tools.param_docs --check  # exit 1 if any is out of date
 
 The parameter tables and ``config/tracker_node.yaml`` / ``config/follower_node.yaml`` are
-derived from :class:`TrackerConfig`, :class:`NodeConfig` and :class:`FollowerConfig`, so they
-cannot drift from the code; a unit test runs ``--check``. Topic and service tables are written
-here by hand because they describe the node code, not a dataclass.
+derived from :class:`TrackerConfig`, :class:`NodeConfig`, :class:`FollowerConfig` and
+:class:`ImageSourceConfig`, so they cannot drift from the code; a unit test runs ``--check``.
+Topic and service tables are written here by hand because they describe the node code, not a
+dataclass.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.multi import STRUCTURAL_FIELDS
 from meta_tracker_ros.ros.follower import FollowerConfig, FollowerNodeExtra
+from meta_tracker_ros.ros.image_source import image_source_specs
 from meta_tracker_ros.ros.params import NodeConfig, ParamSpec, node_specs, ros_params_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,12 +192,18 @@ own section (`tracker_node:`, `/**/tracker_node:`) or given with `-p` stays fata
 
 `image_source --ros-args -p input:=<synthetic|video|folder|/dev/videoN> -p rate:=30.0 -p loop:=true`
 publishes `image` (bgr8) and `camera_info` (pinhole from `horizontal_fov`) with the same
-header. Parameters: `input`, `rate`, `loop`, `frame_id`, `horizontal_fov`, `width`, `height`,
-`max_frames`, `wait_for_subscribers`, `reliable`, `queue_depth`, `start_paused`. Service
-`~/pause` (std_srvs/SetBool): pause / resume playback; while paused (`start_paused` starts so
-after the first frame) the current frame is re-sent with the same stamp, so a client can set a
-target on it and resume once the tracker is initialised (the demo does). Folders may be a
-`../shared/data/boxes/<name>` directory (its `img/` is used).
+header. Service `~/pause` (std_srvs/SetBool): pause / resume playback; while paused
+(`start_paused` starts so after the first frame) the current frame is re-sent with the same
+stamp, so a client can set a target on it and resume once the tracker is initialised (the demo
+does). Folders may be a `../shared/data/boxes/<name>` directory (its `img/` is used).
+
+Exit status: 0 when a finite input ended (or `max_frames` were sent) or the node was stopped; 1
+when the input failed while playing (a file OpenCV cannot decode, a camera that cannot be opened
+or stops delivering frames), with an error line; 2 for a refused configuration (a wrong type, a
+value out of range, a parameter name it does not declare, an `input` that names no file, folder
+with images or camera), with a `[FATAL]` line naming the parameter, as for the other nodes.
+
+{source_table}
 
 ## select_target
 
@@ -239,6 +247,7 @@ def render_nodes_md() -> str:
         node_table=_table(tracker[:n_node]),
         tracker_table=_table(tracker[n_node:]),
         follower_table=_table(_follower_specs()),
+        source_table=_table(image_source_specs()),
     )
 
 

@@ -80,7 +80,8 @@ def test_decoder_output_shape_and_range_on_real_frames():
     assert logit.shape == (1, 1, *full.shape[-2:]) and torch.isfinite(logit).all()
     est = head.segment(f5, box5, feats, crop)
     x0, y0, x1, y1 = est.roi
-    assert est.prob.shape == (y1 - y0, x1 - x0)
+    assert abs((y1 - y0) - est.prob.shape[0] / est.scale) <= 1.0
+    assert abs((x1 - x0) - est.prob.shape[1] / est.scale) <= 1.0
     assert est.prob.min() >= 0.0 and est.prob.max() <= 1.0
     assert 0.0 <= est.confidence <= 1.0
     assert est.full_mask((f5.shape[1], f5.shape[0])).any()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from meta_tracker_ros.core.config import MaskConfig
-from meta_tracker_ros.core.geometry import Crop
+from meta_tracker_ros.core.geometry import Crop, iou_xywh
 from meta_tracker_ros.core.heads.mask_head import MaskEstimate, MaskHead
 from meta_tracker_ros.evaluation.metrics import mask_iou
 
@@ -81,6 +81,75 @@ def test_full_mask_pastes_roi_and_clips_to_image() -> None:
     assert est.box() == (-2.0, 6.0, 6.0, 3.0)
 
 
+def _upsampled(est: MaskEstimate) -> MaskEstimate:
+    """The same estimate at image resolution over its roi (how the head stored it until now)."""
+    x0, y0, x1, y1 = est.roi
+    s, (ox, oy) = est.scale, est.origin
+    m = np.array([[s, 0.0, (x0 + 0.5 - ox) * s - 0.5], [0.0, s, (y0 + 0.5 - oy) * s - 0.5]])
+    full = cv2.warpAffine(
+        est.prob, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    return MaskEstimate(est.roi, full, est.confidence)
+
+
+@pytest.mark.parametrize(
+    ("origin", "s", "size", "tol"),
+    [
+        ((103.3, 57.8), 0.2, (320, 240), 1.0),
+        ((-41.6, -12.2), 0.2, (320, 240), 1.0),
+        ((-141.6, 52.2), 0.05, (1280, 720), 2.0),  # roi 1000 px: box on a 512 px grid
+    ],
+    ids=["inside", "at-border", "large"],
+)
+def test_working_resolution_estimate_matches_its_upsampled_form(origin, s, size, tol) -> None:
+    """Mask and box of a coarse soft mask equal those of the mask upsampled to image pixels."""
+    v, u = np.mgrid[0:40, 0:50].astype(np.float32)
+    blob = np.exp(-(((u - 22.3) / 9.0) ** 2 + ((v - 17.6) / 6.5) ** 2))
+    blob += 0.8 * np.exp(-(((u - 36.0) / 3.0) ** 2 + ((v - 30.0) / 3.0) ** 2))  # joined lobe
+    ox, oy = origin
+    roi = (
+        int(np.floor(ox)),
+        int(np.floor(oy)),
+        int(np.ceil(ox + 50 / s)),
+        int(np.ceil(oy + 40 / s)),
+    )
+    est = MaskEstimate(roi, blob.astype(np.float32), 0.9, origin=origin, scale=s)
+    ref = _upsampled(est)
+    new, old = est.full_mask(size), ref.full_mask(size)
+    assert new.any()
+    assert np.count_nonzero(new != old) <= 0.001 * np.count_nonzero(old)
+    box, ref_box = est.box(), ref.box()
+    assert box is not None and ref_box is not None
+    assert np.abs(np.subtract(box, ref_box)).max() <= tol, (box, ref_box)
+
+
+def test_estimate_stays_at_working_resolution_for_a_large_target() -> None:
+    """A 900 px target in a 1080p frame: the head's estimate is its working window, not 3 Mpx."""
+    img, _, _ = _scene(4)
+    big = cv2.resize(img, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    box = (110 * 6.0, 60 * 4.5, 120 * 6.0, 120 * 4.5)  # the plus, scaled with the frame
+    head = MaskHead(MaskConfig(), CPU)
+    head.initialize(big, box, {}, None)
+    est = head.segment(big, box, {}, None)
+    work = MaskConfig().work_size
+    assert max(est.prob.shape) <= work < min(est.roi[2] - est.roi[0], est.roi[3] - est.roi[1])
+    mbox = est.box()
+    assert mbox is not None and iou_xywh(mbox, box) > 0.7, mbox
+    full = est.full_mask((1920, 1080))
+    assert full.shape == (1080, 1920) and iou_xywh(_mask_box(full), mbox) > 0.95
+    head.update(big, est, box)  # the update reads the estimate on its own window
+
+
+def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    return (
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() + 1 - xs.min()),
+        float(ys.max() + 1 - ys.min()),
+    )
+
+
 def test_box_is_none_for_empty_or_tiny_mask() -> None:
     assert MaskEstimate((0, 0, 10, 10), np.zeros((10, 10), np.float32), 0.0).box() is None
     tiny = np.zeros((10, 10), np.float32)
@@ -127,7 +196,9 @@ def test_target_at_image_border() -> None:
     full = est.full_mask((img.shape[1], img.shape[0]))
     assert full.shape == img.shape[:2]
     assert est.prob.dtype == np.float32
-    assert est.prob.shape == (est.roi[3] - est.roi[1], est.roi[2] - est.roi[0])
+    h, w = est.prob.shape  # working resolution; the roi is its extent in image pixels
+    assert abs((est.roi[2] - est.roi[0]) - w / est.scale) <= 1.0
+    assert abs((est.roi[3] - est.roi[1]) - h / est.scale) <= 1.0
 
 
 @pytest.mark.data

@@ -333,3 +333,64 @@ def msg_mask_full(obj: Any, width: int, height: int) -> np.ndarray | None:
     if h > 0 and w > 0:
         full[y0 : y0 + h, x0 : x0 + w] = crop[:h, :w]
     return full
+
+
+# rviz colours (r, g, b) per TrackedObject state; LOST targets have no position to draw.
+_STATE_COLOURS = {
+    int(TrackState.INITIALIZING): (0.3, 0.6, 1.0),
+    int(TrackState.TRACKING): (0.2, 0.9, 0.3),
+    int(TrackState.UNCERTAIN): (1.0, 0.8, 0.1),
+    int(TrackState.LOST): (0.9, 0.2, 0.2),
+}
+_STATE_NAMES = {int(s): s.name for s in TrackState}
+
+
+def tracks_to_markers(tracks: Any, fx: float | None = None, lifetime_s: float = 1.0) -> Any:
+    """rviz markers for the targets of a TrackedObjectArray that have a 3-D position.
+
+    Why: rviz cannot show the package's own message, so without these a target's position
+    (from depth) is invisible there. Each such target gets a sphere at its position, as wide as
+    the box at that depth (``size_x * z / fx``; 0.3 m without ``fx``), and a label above it
+    (id, state, score), both in the tracks' frame. The array starts with a DELETEALL, so a
+    target that was removed, lost or left the depth image disappears at the next message; the
+    lifetime clears the rest if the node stops.
+    """
+    from builtin_interfaces.msg import Duration
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    out = MarkerArray()
+    clear = Marker()
+    clear.header = tracks.header
+    clear.action = Marker.DELETEALL
+    out.markers.append(clear)
+    life = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
+    for obj in tracks.objects:
+        if not obj.has_position:
+            continue
+        z = float(obj.position.z)
+        width = float(obj.size_x) * z / fx if fx else 0.3
+        diameter = float(np.clip(width, 0.05, 3.0))
+        r, g, b = _STATE_COLOURS.get(int(obj.state), (0.8, 0.8, 0.8))
+        for kind in (Marker.SPHERE, Marker.TEXT_VIEW_FACING):
+            m = Marker()
+            m.header = tracks.header
+            m.ns = f"target/{obj.id}"
+            m.id = 0 if kind == Marker.SPHERE else 1
+            m.type = kind
+            m.action = Marker.ADD
+            m.lifetime = life
+            m.pose.position.x = float(obj.position.x)
+            m.pose.position.y = float(obj.position.y)
+            m.pose.position.z = z
+            m.pose.orientation.w = 1.0
+            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.6
+            if kind == Marker.SPHERE:
+                m.scale.x = m.scale.y = m.scale.z = diameter
+            else:  # above the sphere: -y is up in an optical frame
+                m.pose.position.y -= 0.5 * diameter + 0.1
+                m.scale.z = max(0.08, 0.25 * diameter)
+                m.color.a = 1.0
+                state = _STATE_NAMES.get(int(obj.state), str(obj.state))
+                m.text = f"{obj.id} {state} {obj.score:.2f}"
+            out.markers.append(m)
+    return out

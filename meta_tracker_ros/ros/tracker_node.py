@@ -37,6 +37,7 @@ from rclpy.executors import (
 )
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
 
 from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.types import TrackResult, TrackState
@@ -119,6 +120,7 @@ class TrackerNode(Node):
         self.pub_tracks = self.create_publisher(TrackedObjectArray, "~/tracks", 10)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", 1)
         self.pub_mask = self.create_publisher(Image, "~/mask", 1)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 1)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetTarget, "~/set_target", self._on_set_target, callback_group=services)
         self.create_service(
@@ -347,6 +349,12 @@ class TrackerNode(Node):
         self.pub_tracks.publish(out)
         if union is not None:
             self.pub_mask.publish(conv.mask_to_image(union, header))
+        self._publish_markers(out, intr.fx if intr is not None else None)
+
+    def _publish_markers(self, tracks: TrackedObjectArray, fx: float | None) -> None:
+        """rviz markers of the targets with a position, only while someone listens."""
+        if self.pub_markers.get_subscription_count() > 0:
+            self.pub_markers.publish(conv.tracks_to_markers(tracks, fx))
 
     def _depth_for(self, header: Any, width: int, height: int):
         """The depth image (metres) closest in time to ``header`` plus intrinsics, if any."""
@@ -373,6 +381,7 @@ class TrackerNode(Node):
         for tid, r in lost.items():
             out.objects.append(conv.result_to_msg(tid, r, (1, 1), True, None))
         self.pub_tracks.publish(out)
+        self._publish_markers(out, None)  # no positions: clears the targets in rviz
 
     # ================================================================== diagnostics
     def _publish_diagnostics(self) -> None:

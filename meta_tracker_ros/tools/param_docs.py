@@ -140,6 +140,7 @@ the exact image its stamp names. The tracker itself runs in a child process
 | `~/tracks` | meta_tracker_ros/TrackedObjectArray | every processed image while a target exists; header copied from the image. When no image has arrived for `lost_timeout` s (counted from the last image, or from the end of the last target's initialisation if later), one message with every tracked target LOST at its last box (targets still INITIALIZING are never reported LOST); its header: the last image's frame_id and stamp = the node's now(), deliberately no image's stamp, so stamp-matching consumers skip it |
 | `~/debug_image` | sensor_msgs/Image (bgr8) | boxes, masks, ids, states, scores and FPS over the frame; drawn only while subscribed and `debug_image` is true |
 | `~/mask` | sensor_msgs/Image (mono8) | union of all target masks, same header as the image; only while subscribed |
+| `~/markers` | visualization_msgs/MarkerArray | rviz markers of the targets that have a `position` (depth): a sphere as wide as the box at its depth, coloured by state, and a label (id, state, score), in the image's frame; each array starts with DELETEALL, markers expire after 1 s; published only while subscribed |
 | `/diagnostics` | diagnostic_msgs/DiagnosticArray | every `diagnostics_period` s: processing rate, latency p50/p95, tracker time, frames received/dropped, backend, device, precision, targets and their states |
 
 ### Services

@@ -508,7 +508,17 @@ def test_wrong_encodings_and_broken_images_are_skipped(env):
     assert log.count("unsupported image encoding '32FC3'") == 1
 
 
-def test_depth_gives_position(env):
+def test_depth_gives_position_and_rviz_markers(env):
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    markers: list = []
+
+    def on_markers(msg: MarkerArray) -> None:
+        with env.cond:
+            markers.append(msg)
+            env.cond.notify_all()
+
+    sub = env.node.create_subscription(MarkerArray, "/tracker_node/markers", on_markers, 10)
     env.depth_m = 2.0
     try:
         stamp = _until_image_received(env, 0)
@@ -518,6 +528,9 @@ def test_depth_gives_position(env):
         assert env.wait_for(
             lambda: any(o.has_position for t in env.tracks[n0:] for o in t.objects)
         ), "no position although depth and camera_info are published"
+        assert env.wait_for(
+            lambda: any(m.type == Marker.SPHERE for a in markers for m in a.markers)
+        ), "no rviz marker for a target with a position"
         env.stop_stream()
         msg = next(t for t in env.tracks[n0:] if any(o.has_position for o in t.objects))
         obj = msg.objects[0]
@@ -526,10 +539,16 @@ def test_depth_gives_position(env):
         expected_x = (obj.center_x - WIDTH / 2) * 2.0 / fx
         assert obj.position.x == pytest.approx(expected_x, abs=0.15)
         assert np.sign(obj.position.x) == np.sign(obj.center_x - WIDTH / 2)
+        array = next(a for a in markers if any(m.type == Marker.SPHERE for m in a.markers))
+        assert array.markers[0].action == Marker.DELETEALL
+        sphere = next(m for m in array.markers if m.type == Marker.SPHERE)
+        assert sphere.ns == "target/d" and sphere.pose.position.z == pytest.approx(2.0, abs=0.01)
+        assert sphere.scale.x == pytest.approx(obj.size_x * 2.0 / fx, rel=0.5)
     finally:
         env.depth_m = None
         env.stop_stream()
         env.remove("")
+        env.node.destroy_subscription(sub)
 
 
 def test_parameters_read_only_ranges_and_runtime_changes(env):

@@ -74,11 +74,13 @@ def test_launch_files_give_every_node_the_large_message_profile(name: str):
     assert "<type>SHM</type>" in text and "<segment_size>" in text
 
 
-def test_rviz_config_shows_the_debug_image():
+def test_rviz_config_shows_the_debug_image_and_the_markers():
     data = yaml.safe_load((ROOT / "config" / "tracker.rviz").read_text())
     displays = data["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/Image")}
     assert "/tracker_node/debug_image" in topics
+    markers = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/MarkerArray")}
+    assert markers == {"/tracker_node/markers"}
 
 
 def test_follow_target_remaps_cmd_vel_from_an_argument():

@@ -149,3 +149,36 @@ def test_result_to_msg_roi_and_full_mask():
     np.testing.assert_array_equal(conv.msg_mask_full(obj, 60, 40), wide)
     nomask = conv.result_to_msg("b", TrackResult((0, 0, 5, 5), 0.1, TrackState.LOST), (60, 40))
     assert nomask.mask.width == 0 and not nomask.has_position
+
+
+def test_markers_for_targets_with_a_position():
+    """A sphere as wide as the box at its depth plus a label; LOST / no depth: nothing drawn."""
+    from meta_tracker_ros.msg import TrackedObjectArray
+    from visualization_msgs.msg import Marker
+
+    tracks = TrackedObjectArray()
+    tracks.header.frame_id = "camera_optical_frame"
+    tracks.header.stamp.sec = 7
+    seen = conv.result_to_msg(
+        "a", TrackResult((100, 50, 40, 80), 0.9, TrackState.TRACKING), (320, 240)
+    )
+    seen.has_position = True
+    seen.position.x, seen.position.y, seen.position.z = 0.4, -0.1, 2.0
+    lost = conv.result_to_msg("b", TrackResult((10, 10, 20, 20), 0.1, TrackState.LOST), (320, 240))
+    tracks.objects = [seen, lost]
+    out = conv.tracks_to_markers(tracks, fx=400.0)
+    assert [m.action for m in out.markers] == [Marker.DELETEALL, Marker.ADD, Marker.ADD]
+    sphere, label = out.markers[1], out.markers[2]
+    assert sphere.type == Marker.SPHERE and label.type == Marker.TEXT_VIEW_FACING
+    assert sphere.header.frame_id == "camera_optical_frame" and sphere.header.stamp.sec == 7
+    assert (sphere.pose.position.x, sphere.pose.position.y, sphere.pose.position.z) == (
+        pytest.approx(0.4),
+        pytest.approx(-0.1),
+        pytest.approx(2.0),
+    )
+    assert sphere.scale.x == pytest.approx(40 * 2.0 / 400.0)  # box width at 2 m
+    assert label.text.startswith("a TRACKING 0.90") and label.pose.position.y < -0.1
+    assert sphere.lifetime.sec + sphere.lifetime.nanosec > 0
+    assert {m.ns for m in out.markers[1:]} == {"target/a"}
+    tracks.objects = [lost]
+    assert [m.action for m in conv.tracks_to_markers(tracks).markers] == [Marker.DELETEALL]

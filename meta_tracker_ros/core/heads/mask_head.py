@@ -133,9 +133,10 @@ class MaskEstimate:
         Returns None when fewer than ``min_pixels`` image pixels are foreground.
 
         Components are found at image resolution when the roi's long side is at most
-        ``BOX_GRID`` pixels (as the upsampled mask always was), else on a grid of that size:
-        thin parts (legs, a tail) join or split differently on the head's coarse working grid,
-        and that moved the box by a tenth of the target. Where a grid pixel spans several image
+        ``BOX_GRID`` pixels (as on the upsampled mask before; on ``prob`` itself where that is
+        finer, for targets smaller than the working window), else on a grid of that size: thin
+        parts (legs, a tail) join or split differently on the head's coarse working grid, and
+        that moved the box by a tenth of the target. Where a grid pixel spans several image
         pixels, each edge is placed where ``prob`` crosses 0.5 between the component's outermost
         pixels and their outside neighbours (linear interpolation) instead of on the grid.
         """

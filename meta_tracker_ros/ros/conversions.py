@@ -28,7 +28,35 @@ _YUV422 = {
     "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUYV,
     "yuyv": cv2.COLOR_YUV2BGR_YUYV,
 }
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", *_YUV422)
+# Raw colour cameras (industrial and many USB3 ones) publish the sensor's Bayer mosaic. ROS's
+# bayer_<pattern> names the colours of the top-left 2x2 cell; OpenCV names its codes after the
+# second row's second and third pixels, so the names differ (a unit test checks the mapping on
+# a mosaic made from a known image).
+_BAYER = {
+    "bayer_rggb": cv2.COLOR_BayerBG2BGR,
+    "bayer_bggr": cv2.COLOR_BayerRG2BGR,
+    "bayer_gbrg": cv2.COLOR_BayerGR2BGR,
+    "bayer_grbg": cv2.COLOR_BayerGB2BGR,
+}
+# 16-bit colour: channel order (as indices into the message's channels, to BGR) and count.
+_COLOR16 = {
+    "bgr16": ((0, 1, 2), 3),
+    "rgb16": ((2, 1, 0), 3),
+    "bgra16": ((0, 1, 2), 4),
+    "rgba16": ((2, 1, 0), 4),
+}
+COLOR_ENCODINGS = (
+    "rgb8",
+    "bgr8",
+    "rgba8",
+    "bgra8",
+    "mono8",
+    "mono16",
+    *_COLOR16,
+    *_YUV422,
+    *(f"{name}{bits}" for name in _BAYER for bits in (8, 16)),
+)
+_BAYER_ENCODINGS = {f"{n}{b}": (code, b == 16) for n, code in _BAYER.items() for b in (8, 16)}
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 
 # Refuse frames whose pixel count would make one conversion cost seconds or gigabytes.
@@ -74,8 +102,9 @@ def _rows(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
 def image_to_bgr(msg: Image) -> np.ndarray:
     """Convert a sensor_msgs/Image of any supported colour encoding to HxWx3 uint8 BGR.
 
-    mono16 is scaled to 8 bits by a fixed factor (65535 -> 255) rather than per-frame min/max,
-    so brightness does not flicker between frames and the tracker's appearance model stays valid.
+    16-bit encodings (mono16, rgb16, ..., bayer_*16) are scaled to 8 bits by a fixed factor
+    (65535 -> 255) rather than per-frame min/max, so brightness does not flicker between frames
+    and the tracker's appearance model stays valid. Bayer mosaics are demosaiced bilinearly.
     """
     enc = msg.encoding.lower() if msg.encoding else ""
     if enc == "bgr8":
@@ -91,6 +120,18 @@ def image_to_bgr(msg: Image) -> np.ndarray:
     if enc == "mono16":
         gray = (_rows(msg, np.uint16, 1)[:, :, 0] >> 8).astype(np.uint8)
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if enc in _COLOR16:
+        order, channels = _COLOR16[enc]
+        rows = _rows(msg, np.uint16, channels)
+        return np.ascontiguousarray((rows[:, :, list(order)] >> 8).astype(np.uint8))
+    if enc in _BAYER_ENCODINGS:
+        code, wide = _BAYER_ENCODINGS[enc]
+        if int(msg.width) < 2 or int(msg.height) < 2:
+            raise ValueError(f"{enc} needs at least 2x2 pixels, got {msg.width}x{msg.height}")
+        raw = _rows(msg, np.uint16 if wide else np.uint8, 1)[:, :, 0]
+        if wide:
+            raw = (raw >> 8).astype(np.uint8)
+        return cv2.cvtColor(np.ascontiguousarray(raw), code)
     if enc in _YUV422:
         if int(msg.width) % 2:
             raise ValueError(f"{enc} needs an even width, got {msg.width}")

@@ -128,7 +128,7 @@ the exact image its stamp names. The tracker itself runs in a child process
 
 | topic | type | notes |
 |---|---|---|
-| `image` | sensor_msgs/Image | rgb8, bgr8, rgba8, bgra8, mono8, mono16 (scaled 1/256), yuv422 (UYVY), uyvy, yuv422_yuy2 / yuyv. Other encodings: one warning per encoding, frames skipped. Depth 1, reliability per `image_reliability`. |
+| `image` | sensor_msgs/Image | rgb8, bgr8, rgba8, bgra8, mono8, mono16, rgb16, bgr16, rgba16, bgra16 (16-bit scaled 1/256), yuv422 (UYVY), uyvy, yuv422_yuy2 / yuyv, and raw Bayer mosaics bayer_rggb8 / bggr8 / gbrg8 / grbg8 and their 16-bit forms (demosaiced bilinearly). Other encodings: one warning per encoding, frames skipped. Depth 1, reliability per `image_reliability`. |
 | `image/compressed` | sensor_msgs/CompressedImage | JPEG/PNG, instead of `image` when `use_compressed` is true |
 | `camera_info` | sensor_msgs/CameraInfo | intrinsics for `position` (K scaled if the image size differs) |
 | `depth` | sensor_msgs/Image | aligned depth, 16UC1 (mm) or 32FC1 (m); the one closest in time within `depth_max_delay` is used |

@@ -468,7 +468,7 @@ def test_wrong_encodings_and_broken_images_are_skipped(env):
     assert env.set_target(env.gt[0], stamp, tid="a").success
     # Unsupported encodings are dropped in the callback without a trace but the one warning:
     # send each until the node has warned (the event), then twice more (it must not warn again).
-    for encoding in ("bayer_rggb8", "32FC3"):
+    for encoding in ("nv21", "32FC3"):
         deadline = time.monotonic() + WAIT
         while f"unsupported image encoding '{encoding}'" not in env.log.read_text():
             assert time.monotonic() < deadline, f"no warning about {encoding}"
@@ -504,7 +504,7 @@ def test_wrong_encodings_and_broken_images_are_skipped(env):
     assert env.proc.poll() is None, "tracker_node died"
     assert env.remove("").success
     log = env.log.read_text()
-    assert log.count("unsupported image encoding 'bayer_rggb8'") == 1, log[-2000:]
+    assert log.count("unsupported image encoding 'nv21'") == 1, log[-2000:]
     assert log.count("unsupported image encoding '32FC3'") == 1
 
 

@@ -68,7 +68,48 @@ def test_row_padding_is_honoured(frame):
     np.testing.assert_array_equal(conv.image_to_bgr(msg), frame)
 
 
-@pytest.mark.parametrize("encoding", ["bayer_rggb8", "32FC3", "", "jpeg"])
+def _raw(array: np.ndarray, encoding: str):
+    """A sensor_msgs/Image holding ``array`` (HxW or HxWxC, uint8 or little-endian uint16)."""
+    from sensor_msgs.msg import Image
+
+    h, w = array.shape[:2]
+    data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+    return Image(
+        height=h, width=w, encoding=encoding, is_bigendian=0, step=len(data) // h, data=data
+    )
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_mosaics_are_demosaiced_to_the_right_colours(frame, pattern, bits):
+    """A mosaic sampled from a known image (ROS names the top-left 2x2 cell) comes back as it."""
+    channel = {"b": 0, "g": 1, "r": 2}
+    mosaic = np.zeros(frame.shape[:2], np.uint16 if bits == 16 else np.uint8)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        values = frame[dy::2, dx::2, channel[pattern[k]]].astype(np.uint16)
+        mosaic[dy::2, dx::2] = values * 257 if bits == 16 else values
+    out = conv.image_to_bgr(_raw(mosaic, f"bayer_{pattern}{bits}"))
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    error = np.abs(out.astype(int) - frame.astype(int))[2:-2, 2:-2]
+    assert error.mean() < 1.0, (pattern, error.mean())  # a wrong pattern errs by tens
+
+
+@pytest.mark.parametrize(("encoding", "order"), [("bgr16", [0, 1, 2]), ("rgb16", [2, 1, 0])])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16_bit_colour_is_scaled_like_mono16(frame, encoding, order, alpha):
+    wide = frame[:, :, order].astype(np.uint16) * 256 + 77  # low byte: dropped by the scaling
+    if alpha:
+        wide = np.dstack([wide, np.full(frame.shape[:2], 65535, np.uint16)])
+        encoding = encoding.replace("16", "a16")
+    np.testing.assert_array_equal(conv.image_to_bgr(_raw(wide, encoding)), frame)
+
+
+def test_bayer_smaller_than_one_cell_is_refused():
+    with pytest.raises(ValueError, match="2x2"):
+        conv.image_to_bgr(_raw(np.zeros((1, 8), np.uint8), "bayer_rggb8"))
+
+
+@pytest.mark.parametrize("encoding", ["nv21", "32FC3", "bayer_rggb", "", "jpeg"])
 def test_unsupported_encoding_raises_its_own_error(frame, encoding):
     msg = conv.bgr_to_image(frame, "bgr8")
     msg.encoding = encoding

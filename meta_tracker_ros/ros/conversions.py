@@ -435,3 +435,16 @@ def tracks_to_markers(tracks: Any, fx: float | None = None, lifetime_s: float = 
                 m.text = f"{obj.id} {state} {obj.score:.2f}"
             out.markers.append(m)
     return out
+
+
+def removal_markers(target_id: str) -> Any:
+    """A MarkerArray that deletes one target's markers (``""``: every target's)."""
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    out = MarkerArray()
+    if not target_id:
+        out.markers.append(Marker(action=Marker.DELETEALL))
+        return out
+    for marker_id in (0, 1):  # the sphere and the label of tracks_to_markers
+        out.markers.append(Marker(ns=f"target/{target_id}", id=marker_id, action=Marker.DELETE))
+    return out

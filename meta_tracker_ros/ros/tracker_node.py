@@ -256,6 +256,9 @@ class TrackerNode(Node):
         try:
             resp.message = self.worker.request_remove(req.id, self.node_cfg.set_target_timeout)
             resp.success = True
+            if self.pub_markers.get_subscription_count() > 0:
+                # No tracks message may follow (no target left): clear the removed one now.
+                self.pub_markers.publish(conv.removal_markers(req.id))
         except ValueError as exc:
             resp.message = str(exc)
         except Exception as exc:

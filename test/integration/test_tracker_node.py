@@ -544,6 +544,12 @@ def test_depth_gives_position_and_rviz_markers(env):
         sphere = next(m for m in array.markers if m.type == Marker.SPHERE)
         assert sphere.ns == "target/d" and sphere.pose.position.z == pytest.approx(2.0, abs=0.01)
         assert sphere.scale.x == pytest.approx(obj.size_x * 2.0 / fx, rel=0.5)
+        # Removing the last target: no tracks message follows, the markers go at once.
+        n1 = len(markers)
+        assert env.remove("").success
+        assert env.wait_for(
+            lambda: any([m.action for m in a.markers] == [Marker.DELETEALL] for a in markers[n1:])
+        ), "removing the targets did not clear their markers"
     finally:
         env.depth_m = None
         env.stop_stream()

@@ -223,3 +223,14 @@ def test_markers_for_targets_with_a_position():
     assert {m.ns for m in out.markers[1:]} == {"target/a"}
     tracks.objects = [lost]
     assert [m.action for m in conv.tracks_to_markers(tracks).markers] == [Marker.DELETEALL]
+
+
+def test_removal_markers_delete_one_target_or_all():
+    from visualization_msgs.msg import Marker
+
+    one = conv.removal_markers("a").markers
+    assert [(m.ns, m.id, m.action) for m in one] == [
+        ("target/a", 0, Marker.DELETE),
+        ("target/a", 1, Marker.DELETE),
+    ]
+    assert [m.action for m in conv.removal_markers("").markers] == [Marker.DELETEALL]

@@ -70,12 +70,10 @@ def robust_depth(
     """
     h, w = depth_m.shape[:2]
     values: np.ndarray | None = None
-    if mask is not None and mask.size and mask.any():
-        if mask.shape[:2] != (h, w):
-            import cv2
-
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-        values = depth_m[mask > 0]
+    region = _mask_region(mask, (h, w)) if mask is not None and mask.size else None
+    if region is not None:
+        (y0, y1, x0, x1), under = region
+        values = depth_m[y0:y1, x0:x1][under]
     else:
         x, y, bw, bh = box
         if not all(math.isfinite(v) for v in box) or bw <= 0 or bh <= 0:
@@ -90,8 +88,39 @@ def robust_depth(
     values = values[np.isfinite(values) & (values > 0)]
     if values.size < min_valid:
         return None
-    near_half = np.sort(values)[: max(1, (values.size + 1) // 2)]
-    return float(np.median(near_half))
+    return _median_of_nearer_half(values)
+
+
+def _mask_region(
+    mask: np.ndarray, size: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """(y0, y1, x0, x1) of the mask's bounding box in a ``size`` image, and the mask there.
+
+    Why the bounding box: a target close to the camera covers a third of a 1080p frame, and
+    boolean indexing and sorting every frame pixel cost the node 50 ms a frame (measured with a
+    1000x1000 px mask); the region is the same pixels for a fraction of the passes.
+    """
+    import cv2
+
+    h, w = size
+    if mask.shape[:2] != (h, w):
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    binary = mask if mask.dtype == np.uint8 else (mask > 0).astype(np.uint8)
+    x, y, bw, bh = cv2.boundingRect(binary)
+    if bw == 0 or bh == 0:
+        return None
+    return (y, y + bh, x, x + bw), mask[y : y + bh, x : x + bw] > 0
+
+
+def _median_of_nearer_half(values: np.ndarray) -> float:
+    """``median(sort(values)[:ceil(n / 2)])`` with a partial sort (the same number)."""
+    k = max(1, (values.size + 1) // 2)
+    if k % 2:
+        i = (k - 1) // 2
+        return float(np.partition(values, i)[i])
+    i = k // 2 - 1
+    part = np.partition(values, [i, i + 1])
+    return float(np.median(part[i : i + 2]))
 
 
 def target_position(
@@ -111,9 +140,13 @@ def target_position(
     z = robust_depth(depth_m, (x * sx, y * sy, w * sx, h * sy), mask)
     if z is None:
         return None
-    if mask is not None and mask.any():
-        ys, xs = np.nonzero(mask)
-        u, v = float(xs.mean()), float(ys.mean())
+    region = _mask_region(mask, mask.shape[:2]) if mask is not None and mask.size else None
+    if region is not None:  # the mask's centroid (image moments: no coordinate arrays)
+        import cv2
+
+        (y0, _, x0, _), under = region
+        m = cv2.moments(under.view(np.uint8), binaryImage=True)
+        u, v = m["m10"] / m["m00"] + x0, m["m01"] / m["m00"] + y0
     else:
         u, v = x + w / 2, y + h / 2
     return backproject(u, v, z, intrinsics)

@@ -51,3 +51,43 @@ def test_target_position_with_half_resolution_depth():
     x, y, z = pos
     assert z == 2.0
     assert math.isclose(x, (420 - 320) * 2.0 / 500) and math.isclose(y, (100 - 180) * 2.0 / 500)
+
+
+def _reference_depth(depth: np.ndarray, mask: np.ndarray) -> float | None:
+    """The definition: median of the nearer half of every valid depth pixel under the mask."""
+    values = depth[mask > 0]
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size < 5:
+        return None
+    return float(np.median(np.sort(values)[: (values.size + 1) // 2]))
+
+
+def test_mask_depth_and_centroid_equal_their_definitions_on_random_targets():
+    """Bounding-box crop, partial sort and image moments give the numbers of the definition."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        h, w = 60 + trial, 80 + 2 * trial
+        depth = rng.uniform(0.3, 8.0, (h, w)).astype(np.float32)
+        depth[rng.random((h, w)) < 0.2] = np.nan
+        depth[rng.random((h, w)) < 0.05] = 0.0
+        mask = np.zeros((h, w), np.uint8)
+        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        mask[y0 : y0 + rng.integers(1, h // 2), x0 : x0 + rng.integers(1, w // 2)] = 255
+        mask[rng.random((h, w)) < 0.01] = 255  # stray pixels: odd and even counts, far corners
+        box = (float(x0), float(y0), 10.0, 10.0)
+        assert robust_depth(depth, box, mask) == _reference_depth(depth, mask)
+        k = Intrinsics(fx=100.0, fy=100.0, cx=w / 2, cy=h / 2, width=w, height=h)
+        pos = target_position(depth, box, k, mask)
+        if pos is None:
+            continue
+        ys, xs = np.nonzero(mask)
+        z = _reference_depth(depth, mask)
+        assert np.allclose(pos, backproject(xs.mean(), ys.mean(), z, k), rtol=0, atol=1e-9)
+
+
+def test_depth_timing_tool_prints_one_row_per_case(capsys):
+    from meta_tracker_ros.tools import depth_timing
+
+    assert depth_timing.main(["--sizes", "64x48:10x20,80x60:80x60", "--repeats", "2"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 64x48")]
+    assert len(rows) == 1 and float(rows[0].split("|")[3]) > 0

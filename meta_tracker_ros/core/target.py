@@ -25,6 +25,7 @@ from meta_tracker_ros.core.heads.box_refiner import LEVELS as REFINER_LEVELS
 from meta_tracker_ros.core.heads.box_refiner import BoxRefiner, Reference, fit_reference
 from meta_tracker_ros.core.heads.classifier import FeatureProjector, FilterClassifier
 from meta_tracker_ros.core.heads.learned import LearnedClassifier
+from meta_tracker_ros.core.heads.mask_head import MaskEstimate
 from meta_tracker_ros.core.heads.scale_head import LEVELS as SCALE_HEAD_LEVELS
 from meta_tracker_ros.core.heads.scale_head import LearnedScale, ScaleHead
 from meta_tracker_ros.core.heads.solver import SolverParams, sample_energy
@@ -124,6 +125,26 @@ def crop_size_for(config: TrackerConfig, search_area: float, capped: bool = True
     return size
 
 
+def moved_estimate(est: MaskEstimate, old: Box, new: Box) -> MaskEstimate:
+    """``est`` carried from box ``old`` to box ``new``: shifted with the centre, scaled with the
+    width (the box keeps its aspect ratio). What ``mask.interval`` shows between segmentations.
+    """
+    a = new[2] / old[2] if old[2] > 0 else 1.0
+    ocx, ocy = old[0] + old[2] / 2.0, old[1] + old[3] / 2.0
+    ncx, ncy = new[0] + new[2] / 2.0, new[1] + new[3] / 2.0
+    ox, oy = est._origin
+    origin = (ncx + a * (ox - ocx), ncy + a * (oy - ocy))
+    scale = est.scale / a
+    h, w = est.prob.shape
+    roi = (
+        int(np.floor(origin[0])),
+        int(np.floor(origin[1])),
+        int(np.ceil(origin[0] + w / scale)),
+        int(np.ceil(origin[1] + h / scale)),
+    )
+    return MaskEstimate(roi, est.prob, est.confidence, est.min_pixels, origin, scale)
+
+
 def refinement_phase(slot: int, interval: int) -> int:
     """Frame offset of the scheduled filter refinement for the target in ``slot``.
 
@@ -193,6 +214,9 @@ class TargetTrack:
         self._mask_size = (1.0, 1.0)  # the mask head's own extent (mask_fusion.extent_*)
         self._mask_offset = (0.0, 0.0)  # its centre minus the classifier centre, in box sides
         self._convention = BoxConvention()  # user's box vs mask box (mask_fusion, box from mask)
+        # The last segmented estimate and the box it was cut around (mask.interval > 1 moves it
+        # with the box on the frames in between).
+        self._last_mask: tuple[MaskEstimate, Box] | None = None
         # Whether the current frame's crop was resampled below the target's usual pixel size
         # (search.max_crop_size): its features are at another scale, so neither the scale
         # filter nor the sample memory learns from them.
@@ -289,6 +313,7 @@ class TargetTrack:
                 if first_box is not None:
                     self._convention = BoxConvention.fit(box, first_box)
         self.frame = 0
+        self._last_mask = None
 
     # ------------------------------------------------------------------ per frame
     def _window(self, shape: tuple[int, int]) -> np.ndarray:
@@ -511,6 +536,7 @@ class TargetTrack:
         """
         h, w = frame.shape[:2]
         if state == TrackState.LOST:
+            self._last_mask = None
             return np.zeros((h, w), np.uint8)
         if self.mask_head is None:  # no head available: the box as a mask
             mask = np.zeros((h, w), np.uint8)
@@ -523,7 +549,11 @@ class TargetTrack:
         mf = self.cfg.mask_fusion
         box = self.box()
         work = self._mask_extent_box() if mf.extent_weight > 0 else box
+        interval = max(1, int(self.cfg.mask.interval))
+        if self._last_mask is not None and (self.frame + self.slot) % interval:
+            return moved_estimate(*self._last_mask, work).full_mask((w, h))
         est = self.mask_head.segment(frame, work, feats, crop, score)
+        self._last_mask = (est, work)
         mbox = est.box()
         if (
             state == TrackState.TRACKING

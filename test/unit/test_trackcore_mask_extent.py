@@ -138,3 +138,44 @@ def test_box_from_mask_needs_the_learned_decoder_and_a_large_enough_target() -> 
     np.testing.assert_allclose(boxes(huge), classifier_only, atol=1e-6)
     free = {"mask.learned": False}
     np.testing.assert_allclose(boxes({**free, **on}), boxes({**free, **off}), atol=1e-6)
+
+
+def test_moved_estimate_follows_the_box_shift_and_scale() -> None:
+    """Between segmentations (mask.interval) the last mask moves and scales with the box."""
+    from meta_tracker_ros.core.heads.mask_head import MaskEstimate
+    from meta_tracker_ros.core.target import moved_estimate
+
+    prob = np.zeros((40, 40), np.float32)
+    prob[10:30, 15:25] = 1.0  # a 10x20 working-pixel target in the middle of the window
+    est = MaskEstimate((80, 80, 120, 120), prob, 0.9, origin=(80.0, 80.0), scale=1.0)
+    old = (90.0, 90.0, 20.0, 20.0)
+    assert est.box() == (95.0, 90.0, 10.0, 20.0)
+    shifted = moved_estimate(est, old, (97.0, 85.0, 20.0, 20.0))
+    full, full_shifted = est.full_mask((320, 240)), shifted.full_mask((320, 240))
+    assert np.array_equal(np.roll(full, (-5, 7), axis=(0, 1)), full_shifted)
+    grown = moved_estimate(est, old, (80.0, 80.0, 40.0, 40.0))  # same centre, twice the size
+    assert grown.box() == pytest.approx((90.0, 80.0, 20.0, 40.0), abs=0.5)
+
+
+@pytest.mark.data
+def test_mask_interval_segments_every_other_frame_and_moves_the_mask_between() -> None:
+    if not (DATA / "masks" / "davis16_blackswan").is_dir():
+        pytest.skip(f"DAVIS data not found under {DATA} (needs ../shared/data next to the repo)")
+    seq = load_sequences(DATA, names=["davis16_blackswan"])[1][0]
+
+    def run(interval: int) -> tuple[int, list[float]]:
+        tracker = create_tracker(TrackerConfig().with_overrides({"mask.interval": interval}))
+        tracker.initialize(seq.frame(0), tuple(float(v) for v in seq.boxes[0]))
+        target = next(iter(tracker._multi._targets.values()))  # the one target
+        calls = []
+        segment = target.mask_head.segment
+        target.mask_head.segment = lambda *a, **k: calls.append(1) or segment(*a, **k)
+        js = [mask_iou(tracker.track(seq.frame(i)).mask > 0, seq.mask(i)) for i in range(1, 13)]
+        return len(calls), js
+
+    every_calls, every = run(1)
+    half_calls, half = run(2)
+    # Frames 2, 4, ..., 12 (frame + slot even), and frame 1: there is no mask to move yet.
+    assert every_calls == 12 and half_calls == 1 + 6
+    assert min(half) > 0.5, half  # moved masks still cover the swan
+    assert np.mean(half) > np.mean(every) - 0.1, (np.mean(half), np.mean(every))

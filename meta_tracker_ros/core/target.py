@@ -132,17 +132,9 @@ def moved_estimate(est: MaskEstimate, old: Box, new: Box) -> MaskEstimate:
     a = new[2] / old[2] if old[2] > 0 else 1.0
     ocx, ocy = old[0] + old[2] / 2.0, old[1] + old[3] / 2.0
     ncx, ncy = new[0] + new[2] / 2.0, new[1] + new[3] / 2.0
-    ox, oy = est._origin
+    ox, oy = est.origin
     origin = (ncx + a * (ox - ocx), ncy + a * (oy - ocy))
-    scale = est.scale / a
-    h, w = est.prob.shape
-    roi = (
-        int(np.floor(origin[0])),
-        int(np.floor(origin[1])),
-        int(np.ceil(origin[0] + w / scale)),
-        int(np.ceil(origin[1] + h / scale)),
-    )
-    return MaskEstimate(roi, est.prob, est.confidence, est.min_pixels, origin, scale)
+    return MaskEstimate.covering(est.prob, origin, est.scale / a, est.confidence, est.min_pixels)
 
 
 def refinement_phase(slot: int, interval: int) -> int:

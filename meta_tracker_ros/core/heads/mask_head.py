@@ -89,9 +89,29 @@ class MaskEstimate:
     origin: tuple[float, float] | None = None
     scale: float = 1.0
 
-    @property
-    def _origin(self) -> tuple[float, float]:
-        return (float(self.roi[0]), float(self.roi[1])) if self.origin is None else self.origin
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = (float(self.roi[0]), float(self.roi[1]))
+
+    @classmethod
+    def covering(
+        cls,
+        prob: np.ndarray,
+        origin: tuple[float, float],
+        scale: float,
+        confidence: float,
+        min_pixels: int = 16,
+    ) -> MaskEstimate:
+        """An estimate whose roi is the image pixels ``prob`` covers from ``origin``."""
+        h, w = prob.shape
+        ox, oy = float(origin[0]), float(origin[1])
+        roi = (
+            int(np.floor(ox)),
+            int(np.floor(oy)),
+            int(np.ceil(ox + w / scale)),
+            int(np.ceil(oy + h / scale)),
+        )
+        return cls(roi, prob, confidence, min_pixels, (ox, oy), float(scale))
 
     def full_mask(self, image_size: tuple[int, int]) -> np.ndarray:
         """``prob > 0.5`` at image resolution in an empty (height, width) uint8 0/255 image.
@@ -107,7 +127,7 @@ class MaskEstimate:
         ix1, iy1 = min(x1, width), min(y1, height)
         if ix1 <= ix0 or iy1 <= iy0:
             return out
-        ox, oy = self._origin
+        ox, oy = self.origin
         s = float(self.scale)
         # image pixel centre (x + 0.5) -> prob coordinate (x + 0.5 - ox) * s - 0.5
         m = np.array(
@@ -168,8 +188,8 @@ class MaskEstimate:
         x0, y0, x1, y1 = self.roi
         r = min(1.0, BOX_GRID / max(x1 - x0, y1 - y0, 1))
         if r <= self.scale:
-            return self.prob, float(self.scale), self._origin
-        ox, oy = self._origin
+            return self.prob, float(self.scale), self.origin
+        ox, oy = self.origin
         s = float(self.scale)
         size = (max(1, int(np.ceil((x1 - x0) * r))), max(1, int(np.ceil((y1 - y0) * r))))
         # grid pixel centre (g + 0.5) -> image x0 + (g + 0.5) / r -> prob coordinate
@@ -811,27 +831,18 @@ class MaskHead:
 
     def _to_estimate(self, prob: np.ndarray, win: _Window) -> MaskEstimate:
         """The working-resolution probability, its image roi and mapping, and its confidence."""
-        s = win.scale
-        w, h = win.size
-        roi = (
-            int(np.floor(win.x0)),
-            int(np.floor(win.y0)),
-            int(np.ceil(win.x0 + w / s)),
-            int(np.ceil(win.y0 + h / s)),
-        )
-        return MaskEstimate(
-            roi,
+        return MaskEstimate.covering(
             prob.astype(np.float32, copy=False),
+            (win.x0, win.y0),
+            win.scale,
             self._confidence(prob, win),
             self.cfg.min_pixels,
-            origin=(float(win.x0), float(win.y0)),
-            scale=float(s),
         )
 
     def _estimate_to_window(self, est: MaskEstimate, win: _Window) -> np.ndarray:
         """An estimate's probability on ``win``'s working grid (as is, if it is that grid)."""
         s = win.scale
-        ox, oy = est._origin
+        ox, oy = est.origin
         w, h = win.size
         if est.scale == s and (ox, oy) == (win.x0, win.y0) and est.prob.shape == (h, w):
             return est.prob  # segmented on this very window (the tracker's update)

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from meta_tracker_ros.core.heads.weights_file import read_versioned, write_versioned
+from meta_tracker_ros.core.heads.weights_file import load_frozen, read_versioned, write_versioned
 
 FORMAT = "meta_tracker_ros.mask_decoder"
 VERSION = 2
@@ -196,11 +196,4 @@ def load_decoder(path: str | Path) -> MaskDecoderFile:
     if cues not in KNOWN_CUES:
         raise ValueError(f"{path}: unknown cue list {list(cues)}, this code knows {KNOWN_CUES}")
     decoder = MaskDecoder(list(data["channels"]), int(data["reduce"]), int(data["width"]), cues)
-    try:
-        decoder.load_state_dict(data["tensors"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: tensors do not fit the decoder: {exc}") from exc
-    decoder.eval()
-    for p in decoder.parameters():
-        p.requires_grad_(False)
-    return MaskDecoderFile(decoder, meta)
+    return MaskDecoderFile(load_frozen(decoder, data["tensors"], path, "decoder"), meta)

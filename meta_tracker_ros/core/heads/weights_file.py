@@ -87,11 +87,20 @@ def read_head(
     """The head of a file written by :func:`write_head`, frozen for inference, and its meta."""
     data, meta = read_versioned(path, fmt, version, what, missing)
     head = cls(list(data["channels"]), int(data["reduce"]), int(data["width"]))
+    return load_frozen(head, data["tensors"], path, what), meta
+
+
+def load_frozen(module: Any, tensors: dict[str, Any], path: str | Path, what: str) -> Any:
+    """``module`` with ``tensors`` loaded, in eval mode and without gradients (inference only).
+
+    A state dict that does not fit is a ValueError naming the file, like every other mismatch
+    of a weights file.
+    """
     try:
-        head.load_state_dict(data["tensors"])
+        module.load_state_dict(tensors)
     except RuntimeError as exc:
         raise ValueError(f"{path}: tensors do not fit the {what}: {exc}") from exc
-    head.eval()
-    for p in head.parameters():
+    module.eval()
+    for p in module.parameters():
         p.requires_grad_(False)
-    return head, meta
+    return module

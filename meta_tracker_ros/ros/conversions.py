@@ -384,6 +384,11 @@ _STATE_COLOURS = {
     int(TrackState.LOST): (0.9, 0.2, 0.2),
 }
 _STATE_NAMES = {int(s): s.name for s in TrackState}
+_SPHERE, _LABEL = 0, 1  # marker ids within a target's namespace
+
+
+def _marker_ns(target_id: str) -> str:
+    return f"target/{target_id}"
 
 
 def tracks_to_markers(tracks: Any, fx: float | None = None, lifetime_s: float = 1.0) -> Any:
@@ -415,8 +420,8 @@ def tracks_to_markers(tracks: Any, fx: float | None = None, lifetime_s: float = 
         for kind in (Marker.SPHERE, Marker.TEXT_VIEW_FACING):
             m = Marker()
             m.header = tracks.header
-            m.ns = f"target/{obj.id}"
-            m.id = 0 if kind == Marker.SPHERE else 1
+            m.ns = _marker_ns(obj.id)
+            m.id = _SPHERE if kind == Marker.SPHERE else _LABEL
             m.type = kind
             m.action = Marker.ADD
             m.lifetime = life
@@ -445,6 +450,6 @@ def removal_markers(target_id: str) -> Any:
     if not target_id:
         out.markers.append(Marker(action=Marker.DELETEALL))
         return out
-    for marker_id in (0, 1):  # the sphere and the label of tracks_to_markers
-        out.markers.append(Marker(ns=f"target/{target_id}", id=marker_id, action=Marker.DELETE))
+    for marker_id in (_SPHERE, _LABEL):
+        out.markers.append(Marker(ns=_marker_ns(target_id), id=marker_id, action=Marker.DELETE))
     return out

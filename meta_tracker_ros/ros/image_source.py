@@ -182,21 +182,15 @@ class ImageSource(Node):
         super().__init__("image_source", **kwargs)
         values = declare(self, image_source_specs())  # raises ConfigurationError
         check_unknown_overrides(self)
-        cfg = ImageSourceConfig(**values)
-        self.config = cfg
-        self.input, self.rate, self.loop = cfg.input, float(cfg.rate), cfg.loop
-        self.frame_id, self.hfov = cfg.frame_id, float(cfg.horizontal_fov)
-        self.width, self.height, self.max_frames = cfg.width, cfg.height, cfg.max_frames
-        self.wait_subs, self.reliable = cfg.wait_for_subscribers, cfg.reliable
-        start_paused = cfg.start_paused
+        self.config = cfg = ImageSourceConfig(**values)
         try:
-            self.reader = FrameReader(self.input, self.loop, self.width, self.height)
+            self.reader = FrameReader(cfg.input, cfg.loop, cfg.width, cfg.height)
         except ValueError as exc:
             raise ConfigurationError(f"parameter input: {exc}") from exc
         qos = QoSProfile(
             depth=cfg.queue_depth,
             reliability=ReliabilityPolicy.RELIABLE
-            if self.reliable
+            if cfg.reliable
             else ReliabilityPolicy.BEST_EFFORT,
         )
         self.pub_image = self.create_publisher(Image, "image", qos)
@@ -207,7 +201,7 @@ class ImageSource(Node):
         # Set = playing. A paused source lets a client set a target on the first frame and
         # start playback only once the tracker is initialised (the demo does this).
         self._playing = threading.Event()
-        if not start_paused:
+        if not cfg.start_paused:
             self._playing.set()
         self.create_service(SetBool, "~/pause", self._on_pause)
         self._stop = threading.Event()
@@ -215,17 +209,18 @@ class ImageSource(Node):
         self._thread.start()
 
     def _run(self) -> None:
+        cfg = self.config
         try:
             deadline = time.monotonic() + 30.0
             while (
-                self.wait_subs > 0
-                and self.pub_image.get_subscription_count() < self.wait_subs
+                cfg.wait_for_subscribers > 0
+                and self.pub_image.get_subscription_count() < cfg.wait_for_subscribers
                 and time.monotonic() < deadline
                 and not self._stop.is_set()
             ):
                 time.sleep(0.02)
-            self.get_logger().info(f"publishing '{self.input}' at {self.rate:g} Hz")
-            period = 1.0 / self.rate if self.rate > 0 else 0.0
+            self.get_logger().info(f"publishing '{cfg.input}' at {cfg.rate:g} Hz")
+            period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
             next_time = time.monotonic()
             info = None
             for frame in self.reader:
@@ -237,9 +232,9 @@ class ImageSource(Node):
                 next_time = max(next_time + period, time.monotonic() - period)
                 h, w = frame.shape[:2]
                 if info is None or (info.width, info.height) != (w, h):
-                    info = camera_info_for(w, h, self.hfov, self.frame_id)
+                    info = camera_info_for(w, h, cfg.horizontal_fov, cfg.frame_id)
                 msg = bgr_to_image(frame, "bgr8")
-                msg.header.frame_id = self.frame_id
+                msg.header.frame_id = cfg.frame_id
                 msg.header.stamp = self.get_clock().now().to_msg()
                 info.header.stamp = msg.header.stamp
                 self.pub_info.publish(info)
@@ -252,17 +247,17 @@ class ImageSource(Node):
                     # also get the frame a target will be set on.
                     self.pub_info.publish(info)
                     self.pub_image.publish(msg)
-                if self.max_frames and self.published >= self.max_frames:
+                if cfg.max_frames and self.published >= cfg.max_frames:
                     break
             else:
                 if self.reader.is_live and not self._stop.is_set():
                     # A camera has no end: running out of frames means it was unplugged or
                     # its driver failed, which a robot's launch file should see.
                     raise RuntimeError(
-                        f"camera '{self.input}' stopped delivering frames after {self.published}"
+                        f"camera '{cfg.input}' stopped delivering frames after {self.published}"
                     )
                 if self.published == 0 and not self._stop.is_set():
-                    raise RuntimeError(f"'{self.input}' gave no frame OpenCV could read")
+                    raise RuntimeError(f"'{cfg.input}' gave no frame OpenCV could read")
             self.get_logger().info(f"input finished after {self.published} frames")
         except Exception as exc:  # a broken camera or file must say so, not hang silently
             self.failed = True

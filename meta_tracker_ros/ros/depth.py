@@ -68,9 +68,20 @@ def robust_depth(
     the nearer half favours the target over background leaking through the mask edges.
     Returns None when fewer than ``min_valid`` pixels have a valid reading.
     """
+    region = _mask_region(mask, depth_m.shape[:2]) if mask is not None and mask.size else None
+    return _robust_depth(depth_m, box, region, centre_fraction, min_valid)
+
+
+def _robust_depth(
+    depth_m: np.ndarray,
+    box: tuple[float, float, float, float],
+    region: tuple[tuple[int, int, int, int], np.ndarray] | None,
+    centre_fraction: float = 0.4,
+    min_valid: int = 5,
+) -> float | None:
+    """:func:`robust_depth` with the mask already reduced to its region in ``depth_m``."""
     h, w = depth_m.shape[:2]
     values: np.ndarray | None = None
-    region = _mask_region(mask, (h, w)) if mask is not None and mask.size else None
     if region is not None:
         (y0, y1, x0, x1), under = region
         values = depth_m[y0:y1, x0:x1][under]
@@ -137,10 +148,12 @@ def target_position(
     dh, dw = depth_m.shape[:2]
     sx, sy = dw / max(1, intrinsics.width), dh / max(1, intrinsics.height)
     x, y, w, h = box
-    z = robust_depth(depth_m, (x * sx, y * sy, w * sx, h * sy), mask)
+    region = _mask_region(mask, mask.shape[:2]) if mask is not None and mask.size else None
+    same_size = mask is not None and mask.shape[:2] == (dh, dw)
+    in_depth = region if same_size or region is None else _mask_region(mask, (dh, dw))
+    z = _robust_depth(depth_m, (x * sx, y * sy, w * sx, h * sy), in_depth)
     if z is None:
         return None
-    region = _mask_region(mask, mask.shape[:2]) if mask is not None and mask.size else None
     if region is not None:  # the mask's centroid (image moments: no coordinate arrays)
         import cv2
 

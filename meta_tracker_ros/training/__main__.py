@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         default=e.reverse_prob,
         help="share of training episodes played backwards in time",
     )
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="also train on a left-right mirrored copy of every training clip",
+    )
     p.add_argument("--clips", default="", help="comma list of clips to use (default: all)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(

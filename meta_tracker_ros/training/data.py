@@ -67,6 +67,42 @@ def load_clips(root: str | Path) -> list[Sequence]:
     return [s for s in seqs if int(present(s.boxes).sum()) >= 2]
 
 
+MIRROR_SUFFIX = "~mirror"
+
+
+@dataclass
+class MirroredClip(Sequence):
+    """A training clip played left-right mirrored: frames flipped, boxes reflected.
+
+    Why real flipped images rather than flipped feature maps: the backbone is not
+    flip-equivariant (the cosine between the flipped s8 features of an image and the s8
+    features of the flipped image is about 0.7), so a mirror in feature space would train the
+    projection on features the tracker never sees. A mirrored video is a new, valid video of a
+    target moving the other way, which is what a training set of 60 clips is short of.
+    """
+
+    width: int = 0
+
+    def frame(self, index: int) -> np.ndarray:
+        return np.ascontiguousarray(super().frame(index)[:, ::-1])
+
+
+def mirrored(clip: Sequence) -> MirroredClip:
+    """``clip`` mirrored left-right; a box ``x`` maps to ``width - x - w`` (pixel edges)."""
+    width = int(clip.frame(0).shape[1])
+    boxes = clip.boxes.copy()
+    boxes[:, 0] = width - boxes[:, 0] - boxes[:, 2]
+    return MirroredClip(
+        name=clip.name + MIRROR_SUFFIX,
+        frames=list(clip.frames),
+        boxes=boxes,
+        masks=None,
+        attributes=list(clip.attributes),
+        meta={**clip.meta, "mirrored_from": clip.name},
+        width=width,
+    )
+
+
 def data_key(root: str | Path, clips: list[Sequence]) -> str:
     """Short hash of the manifest and of every clip's frame count and ground truth."""
     h = hashlib.sha256()

@@ -30,7 +30,13 @@ from meta_tracker_ros.core.config import TrackerConfig
 from meta_tracker_ros.core.heads.classifier import concat_levels, level_scales
 from meta_tracker_ros.core.heads.learned import save_learned
 from meta_tracker_ros.training.cache import FeatureCache, build_or_load
-from meta_tracker_ros.training.data import data_key, load_clips, source_videos, split_clips
+from meta_tracker_ros.training.data import (
+    data_key,
+    load_clips,
+    mirrored,
+    source_videos,
+    split_clips,
+)
 from meta_tracker_ros.training.episodes import Episode, EpisodeConfig, EpisodeSampler
 from meta_tracker_ros.training.model import ClassifierModel
 
@@ -66,6 +72,7 @@ class TrainConfig:
     init_stride: int = 6
     threads: int = 0  # torch threads per process (0: cores / processes)
     clips: str = ""  # comma list of clip names to use ("" = all; for quick runs and tests)
+    mirror: bool = False  # add a left-right mirrored copy of every training clip (not validation)
     progress: bool = True
     track_validation: bool = True  # run the real tracker on the validation clips at the end
     episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
@@ -168,6 +175,13 @@ def train(cfg: TrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> di
     split = split_clips(
         [c.name for c in clips], source_videos(root), cfg.val_fraction, cfg.split_seed
     )
+    train_clips = list(split.train)
+    if cfg.mirror:
+        # After the split, so that a validation video never appears mirrored in training.
+        wanted = set(split.train)
+        extra = [mirrored(c) for c in clips if c.name in wanted]
+        clips = clips + extra
+        train_clips += [c.name for c in extra]
     cache_dir = Path(cfg.cache) if cfg.cache else None
     if rank == 0:
         cache = build_or_load(tracker_cfg, clips, root, cache_dir, cfg.init_stride, cfg.progress)
@@ -199,7 +213,7 @@ def train(cfg: TrainConfig, tracker_cfg: TrackerConfig, command: str = "") -> di
         g["base_lr"] = g["lr"]
     opt = torch.optim.Adam(groups)
     ecfg = cfg.episodes
-    sampler = EpisodeSampler(cache, tracker_cfg, split.train, ecfg, cfg.seed + 1000 * rank)
+    sampler = EpisodeSampler(cache, tracker_cfg, train_clips, ecfg, cfg.seed + 1000 * rank)
     # Validation episodes stay forward in time, as the tracker runs.
     val_ecfg = replace(ecfg, reverse_prob=0.0)
     val_sampler = EpisodeSampler(cache, tracker_cfg, split.val, val_ecfg, cfg.seed + 7)

@@ -26,7 +26,7 @@ from meta_tracker_ros.core.heads.learned import load_learned, save_learned
 from meta_tracker_ros.evaluation.datasets import load_sequences
 from meta_tracker_ros.training import cache as cache_mod
 from meta_tracker_ros.training.cache import build_or_load, cache_key
-from meta_tracker_ros.training.data import load_clips, present, split_clips
+from meta_tracker_ros.training.data import load_clips, mirrored, present, split_clips
 from meta_tracker_ros.training.episodes import EpisodeConfig, EpisodeSampler
 from meta_tracker_ros.training.model import ClassifierModel
 from meta_tracker_ros.training.trainer import TrainConfig, pca_init
@@ -259,6 +259,20 @@ def test_shipped_file_loads_and_handset_needs_none():
     assert tracker._multi.learned.meta["data_key"]
     handset = create_tracker(cfg.with_overrides({"classifier.learned": False}))
     assert handset._multi.learned is None
+
+
+def test_mirrored_clip_shows_the_target_flipped_under_its_reflected_box():
+    clip = next(c for c in load_clips(TRAIN) if c.name == CLIPS[0])
+    mirror = mirrored(clip)
+    assert mirror.name == CLIPS[0] + "~mirror" and len(mirror) == len(clip)
+    for j in (0, len(clip) // 2):
+        x, y, w, h = (round(v) for v in clip.boxes[j])
+        mx, my, mw, mh = (round(v) for v in mirror.boxes[j])
+        assert (my, mw, mh) == (y, w, h) and mx == mirror.width - x - w
+        patch = clip.frame(j)[y : y + h, x : x + w]
+        np.testing.assert_array_equal(mirror.frame(j)[my : my + mh, mx : mx + mw], patch[:, ::-1])
+    # The original clip is untouched.
+    assert clip.boxes[0, 0] != mirror.boxes[0, 0]
 
 
 def test_present_marks_absent_rows():

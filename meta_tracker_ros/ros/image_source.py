@@ -260,6 +260,10 @@ class ImageSource(Node):
                     raise RuntimeError(f"'{cfg.input}' gave no frame OpenCV could read")
             self.get_logger().info(f"input finished after {self.published} frames")
         except Exception as exc:  # a broken camera or file must say so, not hang silently
+            if self._stop.is_set() or not self.context.ok():
+                # Ctrl-C or a launch shutdown invalidates the context while this thread is
+                # publishing: the publish raises, but that is the requested end, not a failure.
+                return
             self.failed = True
             self.get_logger().error(f"image source failed: {exc}")
         finally:

@@ -26,7 +26,13 @@ from meta_tracker_ros.core.heads.learned import load_learned, save_learned
 from meta_tracker_ros.evaluation.datasets import load_sequences
 from meta_tracker_ros.training import cache as cache_mod
 from meta_tracker_ros.training.cache import build_or_load, cache_key
-from meta_tracker_ros.training.data import load_clips, mirrored, present, split_clips
+from meta_tracker_ros.training.data import (
+    MIRROR_SUFFIX,
+    load_clips,
+    mirrored,
+    present,
+    split_clips,
+)
 from meta_tracker_ros.training.episodes import EpisodeConfig, EpisodeSampler
 from meta_tracker_ros.training.model import ClassifierModel
 from meta_tracker_ros.training.trainer import TrainConfig, pca_init
@@ -264,7 +270,7 @@ def test_shipped_file_loads_and_handset_needs_none():
 def test_mirrored_clip_shows_the_target_flipped_under_its_reflected_box():
     clip = next(c for c in load_clips(TRAIN) if c.name == CLIPS[0])
     mirror = mirrored(clip)
-    assert mirror.name == CLIPS[0] + "~mirror" and len(mirror) == len(clip)
+    assert mirror.name == CLIPS[0] + MIRROR_SUFFIX and len(mirror) == len(clip)
     for j in (0, len(clip) // 2):
         x, y, w, h = (round(v) for v in clip.boxes[j])
         mx, my, mw, mh = (round(v) for v in mirror.boxes[j])
